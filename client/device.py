@@ -1,0 +1,67 @@
+"""What one device knows about itself: its data, its id, and where its privacy ledger lives.
+
+A real device names its data file and state directory in the SuperNode's node config
+(`--node-config "data-path='notes.jsonl' state-dir='/var/lib/fedpriv'"`). In simulation, the node
+config carries Flower's `partition-id` and the run config's `data-dir` names the folder of client
+files; the simulator also gives each virtual device a state directory so ledgers outlive a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import ConfigRecord, Context
+
+from client.privacy_ledger import PrivacyLedger
+from fedpriv.config import RunConfig
+from fedpriv.data import ClientSplit, load_client, read_client_file, split_records
+from fedpriv.errors import DataError
+
+_LEDGER_RECORD = "privacy-ledger"
+
+
+@dataclass
+class Device:
+    split: ClientSplit
+    state_dir: Path | None
+
+    @property
+    def client_id(self) -> str:
+        return self.split.client_id
+
+    def ledger_path(self) -> Path | None:
+        return self.state_dir / self.client_id / "privacy_ledger.json" if self.state_dir else None
+
+    def load_ledger(self, context: Context, accountant: str) -> PrivacyLedger:
+        path = self.ledger_path()
+        if path is not None:
+            return PrivacyLedger.load(path, accountant)
+        if _LEDGER_RECORD in context.state:
+            record = context.state[_LEDGER_RECORD]
+            return PrivacyLedger.from_json(str(record["json"]), source="node state")
+        return PrivacyLedger(accountant=accountant)
+
+    def save_ledger(self, context: Context, ledger: PrivacyLedger) -> None:
+        # Both: node state survives rounds in one run, the file survives process restarts.
+        context.state[_LEDGER_RECORD] = ConfigRecord({"json": ledger.to_json()})
+        path = self.ledger_path()
+        if path is not None:
+            ledger.save(path)
+
+
+def open_device(context: Context, config: RunConfig) -> Device:
+    node = context.node_config
+    state_dir = node.get("state-dir") or config.state_dir
+    if "data-path" in node:
+        path = Path(str(node["data-path"]))
+        if not path.is_file():
+            raise DataError(f"node config data-path: file not found: {path}")
+        split = split_records(path.stem, read_client_file(path), config.eval_fraction, config.seed)
+    elif config.data_dir:
+        if "partition-id" not in node:
+            raise DataError("node config has neither data-path nor partition-id: cannot find this device's data")
+        split = load_client(Path(config.data_dir), int(node["partition-id"]), config.eval_fraction, config.seed)
+    else:
+        raise DataError("no data for this device: set data-path in the node config or data-dir in the run config")
+    return Device(split=split, state_dir=Path(str(state_dir)) if state_dir else None)

@@ -1,0 +1,191 @@
+"""Local training of the LoRA adapter: DP-SGD with Opacus (Poisson sampling), or plain SGD with --no-dp.
+
+Privacy unit: one record (one text sequence). Its loss is the mean over its own tokens, so clipping
+bounds each record's gradient regardless of its length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from client.privacy_ledger import PrivacyLedger
+from fedpriv.config import RunConfig
+from fedpriv.errors import PrivacyBudgetExhausted
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    train_loss: float
+    num_examples: int
+    round_steps: int
+    noise_multiplier: float  # 0.0 without DP
+    sample_rate: float
+
+
+def encode(tokenizer, texts: list[str], max_seq_len: int) -> TensorDataset:
+    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss."""
+    batch = tokenizer(texts, max_length=max_seq_len, truncation=True, padding="max_length", return_tensors="pt")
+    labels = batch["input_ids"].clone()
+    labels[batch["attention_mask"] == 0] = IGNORE
+    return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
+
+
+def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return logits[:, :-1, :], labels[:, 1:]
+
+
+def per_record_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL of each record (shape [batch])."""
+    logits, labels = _shifted(logits, labels)
+    batch, length, vocab = logits.shape
+    token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE, reduction="none")
+    token_loss = token_loss.view(batch, length)
+    valid = (labels != IGNORE).sum(dim=1).clamp(min=1)
+    return token_loss.sum(dim=1) / valid
+
+
+def sample_rate_for(num_records: int, batch_size: int) -> float:
+    # Opacus' DPDataLoader uses q = 1 / len(loader) with len(loader) = ceil(N / B).
+    return 1.0 / math.ceil(num_records / batch_size)
+
+
+def steps_per_round(num_records: int, config: RunConfig) -> int:
+    return config.local_epochs * math.ceil(num_records / config.batch_size)
+
+
+def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
+    """The configured sigma, or the sigma that spends exactly `target_epsilon` over all rounds
+    (assuming the client takes part in every round: a conservative choice when clients are sampled)."""
+    if config.target_epsilon <= 0:
+        return config.noise_multiplier
+    from opacus.accountants.utils import get_noise_multiplier
+
+    q = sample_rate_for(num_records, config.batch_size)
+    total_steps = config.rounds * steps_per_round(num_records, config)
+    return float(
+        get_noise_multiplier(
+            target_epsilon=config.target_epsilon,
+            target_delta=config.delta,
+            sample_rate=q,
+            steps=total_steps,
+            accountant=config.accountant,
+        )
+    )
+
+
+def check_budget(ledger: PrivacyLedger, config: RunConfig, num_records: int, sigma: float) -> None:
+    """Refuse to start a round whose steps would push epsilon past the budget (`target_epsilon`)."""
+    if config.target_epsilon <= 0:
+        return
+    planned = (sigma, sample_rate_for(num_records, config.batch_size), steps_per_round(num_records, config))
+    after = ledger.epsilon(config.delta, extra=[planned])
+    if after > config.target_epsilon + 1e-9:
+        spent = ledger.epsilon(config.delta)
+        raise PrivacyBudgetExhausted(
+            f"privacy budget spent: epsilon so far {spent:.3f}, another round would reach {after:.3f} "
+            f"> target-epsilon {config.target_epsilon} (delta={config.delta}); not training"
+        )
+
+
+def train_locally(model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int) -> TrainOutcome:
+    """One round of local training. With DP, `ledger` is extended in place with the steps taken."""
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    model.train()
+    if not config.dp:
+        return _train_plain(model, optimizer, loader, config, len(dataset))
+    if ledger is None:
+        raise ValueError("DP training needs a privacy ledger")
+    return _train_private(model, optimizer, loader, config, ledger, len(dataset))
+
+
+def _train_plain(model, optimizer, loader, config: RunConfig, num_records: int) -> TrainOutcome:
+    losses: list[float] = []
+    steps = 0
+    for _ in range(config.local_epochs):
+        for input_ids, attention_mask, labels in loader:
+            optimizer.zero_grad()
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            loss = per_record_loss(logits, labels).mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            steps += 1
+    return TrainOutcome(sum(losses) / len(losses), num_records, steps, 0.0, sample_rate_for(num_records, config.batch_size))
+
+
+def _train_private(model, optimizer, loader, config: RunConfig, ledger: PrivacyLedger, num_records: int) -> TrainOutcome:
+    from opacus import PrivacyEngine
+
+    sigma = noise_multiplier_for(config, num_records)
+    check_budget(ledger, config, num_records, sigma)
+    engine = PrivacyEngine(accountant=config.accountant)
+    engine.accountant.history = list(ledger.history)  # continue, never restart, the accounting
+    ghost = config.grad_sample_mode == "ghost"
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    private = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        criterion=criterion,
+        data_loader=loader,
+        noise_multiplier=sigma,
+        max_grad_norm=config.max_grad_norm,
+        poisson_sampling=True,
+        grad_sample_mode=config.grad_sample_mode,
+    )
+    if ghost:
+        dp_model, dp_optimizer, dp_criterion, dp_loader = private
+    else:
+        dp_model, dp_optimizer, dp_loader = private
+    losses: list[float] = []
+    steps = 0
+    try:
+        for _ in range(config.local_epochs):
+            for input_ids, attention_mask, labels in dp_loader:
+                dp_optimizer.zero_grad()
+                logits = dp_model(input_ids=input_ids, attention_mask=attention_mask).logits
+                if ghost:
+                    shift_logits, shift_labels = _shifted(logits, labels)
+                    loss = dp_criterion(
+                        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), shape=shift_logits.shape[:2]
+                    )
+                    loss.backward()
+                    value = float(loss.detach().item()) if hasattr(loss, "detach") else float(loss.loss_per_sample.mean())
+                else:
+                    loss = per_record_loss(logits, labels).mean()
+                    loss.backward()
+                    value = loss.item()
+                dp_optimizer.step()
+                if len(input_ids):
+                    losses.append(value)
+                steps += 1
+    finally:
+        dp_model._close()  # remove Opacus hooks from the (shared) peft model
+    ledger.history = [tuple(s) for s in engine.accountant.history]
+    mean_loss = sum(losses) / len(losses) if losses else float("nan")
+    return TrainOutcome(mean_loss, num_records, steps, sigma, sample_rate_for(num_records, config.batch_size))
+
+
+@torch.no_grad()
+def evaluate(model, dataset: TensorDataset, batch_size: int = 32) -> tuple[float, float]:
+    """(mean token NLL, perplexity) over a held-out set, token-weighted."""
+    model.eval()
+    total, count = 0.0, 0
+    for input_ids, attention_mask, labels in DataLoader(dataset, batch_size=batch_size):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits, shifted = _shifted(logits, labels)
+        mask = shifted != IGNORE
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
+        total += float(nll)
+        count += int(mask.sum())
+    loss = total / max(count, 1)
+    return loss, math.exp(min(loss, 50.0))

@@ -1,0 +1,167 @@
+"""Run configuration shared by the ServerApp, the ClientApp and the simulation driver.
+
+One typed dataclass, validated in one place, so every entry point (CLI flags, Flower run config,
+tests) fails the same way: a `ConfigError` whose message names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedpriv.errors import ConfigError
+
+PROFILES = ("hospital", "phone")
+ACCOUNTANTS = ("prv", "rdp")
+GRAD_SAMPLE_MODES = ("hooks", "ghost")
+DEFAULT_MODEL = "default"  # the small Llama shipped in fedpriv/assets/default-model
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a federated run. Field names map 1:1 to Flower run-config keys
+    (underscores become dashes) and to `fedpriv simulate` flags."""
+
+    profile: str = "hospital"
+    data_dir: str = ""  # a user's own data: one <client_id>.jsonl per client; "" = synthetic
+    num_clients: int | None = None  # None = the profile's default (or every file in data_dir)
+    records_per_client: int = 200
+    rounds: int = 3
+    clients_per_round: int | None = None  # None = all clients every round
+    model: str = DEFAULT_MODEL
+    # LoRA
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: str = "q_proj,v_proj"
+    # local training
+    local_epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 5e-3
+    max_seq_len: int = 64
+    eval_fraction: float = 0.2
+    # record-level DP-SGD
+    dp: bool = True
+    noise_multiplier: float = 1.0
+    target_epsilon: float = 0.0  # > 0: calibrate sigma so that all rounds spend exactly this (also the budget)
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    grad_sample_mode: str = "hooks"
+    # bookkeeping
+    seed: int = 0
+    out: str = ""
+    state_dir: str = ""  # simulation: where virtual devices keep their ledgers (a real device sets node config state-dir)
+
+    # ---- conversions -------------------------------------------------------------------------
+
+    def to_flower(self) -> dict[str, bool | int | float | str]:
+        """Flat dict for Flower's run config / ConfigRecord (no nested values, no None)."""
+        flat: dict[str, bool | int | float | str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            flat[f.name.replace("_", "-")] = value
+        return flat
+
+    @classmethod
+    def from_flower(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from a Flower run config / ConfigRecord; unknown keys are an error (typos must not
+        silently fall back to defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise ConfigError(key, f"unknown configuration key (known: {', '.join(sorted(n.replace('_', '-') for n in names))})")
+            kwargs[name] = value
+        return cls(**kwargs).validated()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- validation --------------------------------------------------------------------------
+
+    def validated(self) -> RunConfig:
+        """Return self after checking every field; raise ConfigError naming the first bad key."""
+        _coerce_types(self)
+        if self.profile not in PROFILES:
+            raise ConfigError("profile", f"must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if self.data_dir:
+            path = Path(self.data_dir)
+            if not path.is_dir():
+                raise ConfigError("data-dir", f"directory not found: {path}")
+        if self.num_clients is not None:
+            _positive("num-clients", self.num_clients)
+        _positive("records-per-client", self.records_per_client)
+        _positive("rounds", self.rounds)
+        if self.clients_per_round is not None:
+            _positive("clients-per-round", self.clients_per_round)
+        if self.num_clients and self.clients_per_round and self.clients_per_round > self.num_clients:
+            raise ConfigError("clients-per-round", f"{self.clients_per_round} is more than num-clients={self.num_clients}")
+        if not self.model:
+            raise ConfigError("model", "must name the default model, a local path or a Hugging Face model id")
+        _positive("lora-rank", self.lora_rank)
+        _positive("lora-alpha", self.lora_alpha)
+        if not [t for t in self.lora_targets.split(",") if t.strip()]:
+            raise ConfigError("lora-targets", "must list at least one module name, e.g. q_proj,v_proj")
+        _positive("local-epochs", self.local_epochs)
+        _positive("batch-size", self.batch_size)
+        _positive("learning-rate", self.learning_rate)
+        _positive("max-seq-len", self.max_seq_len)
+        if self.max_seq_len < 8:
+            raise ConfigError("max-seq-len", "must be at least 8 tokens")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError("eval-fraction", f"must be in (0, 1), got {self.eval_fraction}")
+        if self.dp:
+            if self.target_epsilon < 0 or not math.isfinite(self.target_epsilon):
+                raise ConfigError("target-epsilon", f"must be a positive number (or 0 to use noise-multiplier), got {self.target_epsilon}")
+            if self.target_epsilon == 0:
+                _positive("noise-multiplier", self.noise_multiplier)
+            if not 0.0 < self.delta < 1.0:
+                raise ConfigError("delta", f"must be in (0, 1), got {self.delta}")
+            _positive("max-grad-norm", self.max_grad_norm)
+            if self.accountant not in ACCOUNTANTS:
+                raise ConfigError("accountant", f"must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+            if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+                raise ConfigError("grad-sample-mode", f"must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {self.grad_sample_mode!r}")
+        return self
+
+
+def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise ConfigError(key, f"must be {bound}, got {value}")
+
+
+def _coerce_types(config: RunConfig) -> None:
+    """Flower hands ints for floats and vice versa; coerce to the declared type or fail naming the key."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind.endswith(" | None"):
+            if value is None:
+                continue
+            kind = kind.removesuffix(" | None")
+        key = f.name.replace("_", "-")
+        try:
+            if kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(value)
+                    value = value.lower() in ("true", "1")
+                value = bool(value)
+            elif kind == "int":
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                value = int(value)
+            elif kind == "float":
+                value = float(value)
+            elif kind == "str":
+                value = str(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected {kind}, got {value!r}") from None
+        setattr(config, f.name, value)

@@ -1,0 +1,83 @@
+"""Client corpora on disk: one `<client_id>.jsonl` per client, one `{"text": ...}` object per line.
+
+The same loader serves a user's own `--data DIR` and the synthetic federations the simulator writes,
+so the ClientApp has exactly one way to find its data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedpriv.errors import DataError
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class ClientSplit:
+    client_id: str
+    train: list[str]
+    held_out: list[str]
+
+
+def list_client_files(data_dir: Path) -> list[Path]:
+    """Sorted client files of a data directory (sorted so partition i is the same file everywhere)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory not found")
+    files = sorted(p for p in data_dir.glob("*.jsonl") if p.is_file())
+    if not files:
+        raise DataError(f"{data_dir}: no <client_id>.jsonl files found")
+    for path in files:
+        if not _CLIENT_ID.fullmatch(path.stem):
+            raise DataError(f"{path}: client id {path.stem!r} must be letters, digits, '.', '_' or '-'")
+    return files
+
+
+def read_client_file(path: Path) -> list[str]:
+    """All texts of one client file. Malformed lines raise DataError naming file and line."""
+    texts: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue  # blank lines are harmless (e.g. a trailing newline)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+            if not isinstance(record, dict) or "text" not in record:
+                raise DataError(f'{path}:{number}: expected an object with a "text" field')
+            text = record["text"]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f'{path}:{number}: "text" must be a non-empty string')
+            texts.append(text)
+    if len(texts) < 2:
+        raise DataError(f"{path}: needs at least 2 records (one to train on, one held out), found {len(texts)}")
+    return texts
+
+
+def split_records(client_id: str, texts: list[str], eval_fraction: float, seed: int) -> ClientSplit:
+    """Seeded train / held-out split; the same (client, seed) always yields the same split."""
+    order = list(range(len(texts)))
+    random.Random(f"{seed}:{client_id}").shuffle(order)
+    n_eval = min(len(texts) - 1, max(1, round(len(texts) * eval_fraction)))
+    held_out = [texts[i] for i in order[:n_eval]]
+    train = [texts[i] for i in order[n_eval:]]
+    return ClientSplit(client_id=client_id, train=train, held_out=held_out)
+
+
+def load_client(data_dir: Path, partition_id: int, eval_fraction: float, seed: int) -> ClientSplit:
+    files = list_client_files(data_dir)
+    if not 0 <= partition_id < len(files):
+        raise DataError(f"{data_dir}: partition {partition_id} requested but only {len(files)} client files exist")
+    path = files[partition_id]
+    return split_records(path.stem, read_client_file(path), eval_fraction, seed)
+
+
+def validate_data_dir(data_dir: Path) -> dict[str, int]:
+    """Read every client file once up front so a malformed line fails before the federation starts."""
+    return {path.stem: len(read_client_file(path)) for path in list_client_files(data_dir)}

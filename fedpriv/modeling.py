@@ -1,0 +1,125 @@
+"""Base model, tokenizer and LoRA adapter: the pieces both the device and the server need.
+
+The server never loads the base model for aggregation; it only needs the adapter's tensor layout,
+which `initial_adapter_state` gives it (built from the same seed the clients use).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from fedpriv.config import DEFAULT_MODEL, RunConfig
+from fedpriv.errors import ConfigError
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
+
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "gpt2", "org/name"; anything else is a path
+
+
+def resolve_model(name: str) -> str:
+    """Map the `model` config value to something `from_pretrained` can load offline.
+
+    "default" is the shipped small Llama; an existing directory is used as is; anything else is
+    treated as a Hugging Face model id, which must already be in the local cache (fedpriv never
+    downloads at run time unless the user sets HF_HUB_OFFLINE=0 themselves).
+    """
+    if name == DEFAULT_MODEL:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise ConfigError("model", f"the default model is missing from {DEFAULT_MODEL_DIR}; rebuild it with `fedpriv build-model`")
+        return str(DEFAULT_MODEL_DIR)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError("model", f"{path} has no config.json: not a Hugging Face model directory")
+        return str(path)
+    if not _HUB_ID.fullmatch(name) or name.startswith("."):
+        raise ConfigError("model", f"model path not found: {name}")
+    return name  # a hub id: from_pretrained resolves it from the local cache
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ConfigError("model", f"cannot load a tokenizer from {name!r} offline: {err}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(name: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(name)
+    try:
+        # fp32: Opacus per-sample gradients and Flower's ArrayRecord (no bf16) both need it.
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as err:
+        raise ConfigError("model", f"cannot load {name!r} offline (not a local path, not in the Hugging Face cache): {err}") from None
+    model.config.use_cache = False
+    return model
+
+
+def lora_config(config: RunConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=[t.strip() for t in config.lora_targets.split(",") if t.strip()],
+        lora_dropout=0.0,  # dropout breaks the per-sample/batch gradient equivalence Opacus relies on
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_lora_model(config: RunConfig, base: torch.nn.Module | None = None):
+    """Base model (frozen) + freshly initialised LoRA adapter, initialised from `config.seed` so that
+    every participant that builds it gets the same starting adapter."""
+    from peft import get_peft_model
+
+    base = base if base is not None else load_base_model(config.model)
+    torch.manual_seed(config.seed)
+    try:
+        model = get_peft_model(base, lora_config(config))
+    except ValueError as err:  # e.g. target modules not found in this architecture
+        raise ConfigError("lora-targets", str(err)) from None
+    return model
+
+
+def adapter_state(model) -> OrderedDict[str, torch.Tensor]:
+    """The trainable LoRA tensors only, detached fp32 copies, with peft's adapter-name-free keys."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model)
+    return OrderedDict((k, v.detach().to(torch.float32).clone()) for k, v in state.items())
+
+
+def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
+    """Load adapter tensors; every expected key must be present with the right shape."""
+    from peft import set_peft_model_state_dict
+
+    expected = adapter_state(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"adapter keys do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ValueError(f"adapter tensor {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+    set_peft_model_state_dict(model, {k: torch.as_tensor(v) for k, v in state.items()})
+
+
+def initial_adapter_state(config: RunConfig) -> OrderedDict[str, torch.Tensor]:
+    return adapter_state(build_lora_model(config))
+
+
+def state_num_bytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())

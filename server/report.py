@@ -1,0 +1,100 @@
+"""`report.md` and its plot: held-out perplexity and epsilon per round, epsilon next to every result."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from server.run_record import RunRecord
+
+
+def _series(record: RunRecord, key: str) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for server_round in sorted(record.rounds):
+        for client_id, entry in record.rounds[server_round].items():
+            if entry.get(key) is not None:
+                series.setdefault(client_id, []).append((server_round, float(entry[key])))
+    return series
+
+
+def _baseline(record: RunRecord) -> dict[str, float]:
+    """Held-out perplexity of the initial (untrained) adapter, from round 1's pre-training evaluation."""
+    first = record.rounds.get(1, {})
+    return {cid: float(e["start_perplexity"]) for cid, e in first.items() if e.get("start_perplexity") is not None}
+
+
+def plot(record: RunRecord, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    perplexity = _series(record, "eval_perplexity")
+    baseline = _baseline(record)
+    epsilon = _series(record, "epsilon")
+    fig, (ax_ppl, ax_eps) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for client_id, points in sorted(perplexity.items()):
+        if client_id in baseline:
+            points = [(0, baseline[client_id])] + points
+        ax_ppl.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
+    ax_ppl.set(title="Held-out perplexity of the global adapter", xlabel="round (0 = initial adapter)", ylabel="perplexity")
+    if epsilon:
+        for client_id, points in sorted(epsilon.items()):
+            ax_eps.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
+        ax_eps.set(title=f"Record-level ε (δ={record.config.delta:g}, {record.config.accountant})", xlabel="round", ylabel="ε (cumulative)")
+    else:
+        ax_eps.text(0.5, 0.5, "DP disabled: no ε", ha="center", va="center", transform=ax_eps.transAxes)
+        ax_eps.set(title="Record-level ε", xticks=[], yticks=[])
+    if len(perplexity) <= 12:
+        ax_ppl.legend(fontsize=7)
+    for ax in (ax_ppl, ax_eps):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(record: RunRecord) -> Path:
+    out = record.out_dir
+    png = plot(record, out / "perplexity_epsilon.png")
+    config = record.config
+    last_round = max(record.rounds) if record.rounds else 0
+    baseline = _baseline(record)
+    lines = [
+        "# fedpriv run report",
+        "",
+        f"Profile `{config.profile}`{' (data from ' + config.data_dir + ')' if config.data_dir else ''}, "
+        f"{len({c for r in record.rounds.values() for c in r})} clients, {config.rounds} rounds, model `{config.model}`, "
+        f"LoRA r={config.lora_rank} on `{config.lora_targets}`, seed {config.seed}.",
+        "",
+    ]
+    if config.dp:
+        sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"
+        lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds.")
+    else:
+        lines.append("**DP disabled (`--no-dp`): these results carry no formal privacy guarantee.**")
+    lines += ["", f"![perplexity and epsilon per round]({png.name})", "", f"## Final round ({last_round})", ""]
+    lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    final = record.rounds.get(last_round, {})
+    for client_id in sorted(final):
+        entry = final[client_id]
+        privacy = record.record_level.get(client_id, {})
+        def fmt(value, spec=".2f"):
+            return "–" if value is None else format(value, spec)
+        lines.append(
+            f"| {client_id} | {fmt(baseline.get(client_id))} | {fmt(entry.get('eval_perplexity'))} | "
+            f"{fmt(privacy.get('epsilon'), '.3f')} | {fmt(privacy.get('delta'), 'g')} | {fmt(privacy.get('noise_multiplier'), '.3f')} | "
+            f"{fmt(privacy.get('sample_rate'), '.4f')} | {privacy.get('steps', '–')} |"
+        )
+    finals = [e["eval_perplexity"] for e in final.values() if e.get("eval_perplexity") is not None]
+    if finals and baseline:
+        lines += ["", f"Mean held-out perplexity: {statistics.mean(baseline.values()):.2f} (initial) → {statistics.mean(finals):.2f} (after round {last_round})."]
+    if record.failures:
+        lines += ["", "## Failed replies", ""]
+        lines += [f"- round {r}: {reason}" for r in sorted(record.failures) for reason in record.failures[r]]
+    lines += ["", "Files: `metrics.json` (every round, every client), `adapters/round-NNN/` and `adapters/final/` (peft format).", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

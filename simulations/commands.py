@@ -1,0 +1,139 @@
+"""CLI: `fedpriv simulate` and `fedpriv data`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, GRAD_SAMPLE_MODES, PROFILES, RunConfig
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = RunConfig()
+    sim = subparsers.add_parser(
+        "simulate",
+        help="run a federated DP-LoRA personalization on this machine (Flower simulation on Ray)",
+        description="Run a simulated federation and write metrics.json, report.md (with a plot) and the adapters to a run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = sim.add_argument_group("data")
+    data.add_argument("--profile", choices=PROFILES, default=defaults.profile, help="synthetic federation profile")
+    data.add_argument("--data", dest="data_dir", metavar="DIR", default="", help="your own data: one <client_id>.jsonl per client, {\"text\": ...} per line (replaces the synthetic data)")
+    data.add_argument("--num-clients", type=int, default=None, help="number of clients (default: 4 hospital, 20 phone, or every file in --data)")
+    data.add_argument("--records-per-client", type=int, default=defaults.records_per_client, help="synthetic records per client")
+    fed = sim.add_argument_group("federation")
+    fed.add_argument("--rounds", type=int, default=defaults.rounds)
+    fed.add_argument("--clients-per-round", type=int, default=None, help="clients sampled for training each round (default: all)")
+    fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), a local model directory, or a cached Hugging Face model id")
+    fed.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
+    fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt")
+    fed.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
+    fed.add_argument("--batch-size", type=int, default=defaults.batch_size, help="expected (Poisson) batch size")
+    fed.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    fed.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len)
+    dp = sim.add_argument_group("record-level differential privacy (DP-SGD)")
+    dp.add_argument("--no-dp", action="store_true", help="train without differential privacy (no ε is reported)")
+    dp.add_argument("--noise-multiplier", type=float, default=defaults.noise_multiplier, help="σ (ignored when --target-epsilon is set)")
+    dp.add_argument("--target-epsilon", type=float, default=None, help="calibrate σ so that all rounds spend this ε; also each client's budget")
+    dp.add_argument("--delta", type=float, default=defaults.delta)
+    dp.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm, help="per-record clipping norm C")
+    dp.add_argument("--accountant", choices=ACCOUNTANTS, default=defaults.accountant)
+    dp.add_argument("--grad-sample-mode", choices=GRAD_SAMPLE_MODES, default=defaults.grad_sample_mode, help="Opacus per-sample gradient mode")
+    run = sim.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--out", default="", help="run directory (default: runs/<timestamp>-<profile>); must not exist or be empty")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    sim.set_defaults(func=_simulate)
+
+    gen = subparsers.add_parser(
+        "data",
+        help="write a synthetic federation (one <client_id>.jsonl per client) to a folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gen.add_argument("--profile", choices=PROFILES, default=defaults.profile)
+    gen.add_argument("--num-clients", type=int, default=None)
+    gen.add_argument("--records-per-client", type=int, default=defaults.records_per_client)
+    gen.add_argument("--seed", type=int, default=defaults.seed)
+    gen.add_argument("--out", required=True, help="folder to write")
+    gen.set_defaults(func=_write_data)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        profile=args.profile,
+        data_dir=args.data_dir,
+        num_clients=args.num_clients,
+        records_per_client=args.records_per_client,
+        rounds=args.rounds,
+        clients_per_round=args.clients_per_round,
+        model=args.model,
+        lora_rank=args.lora_rank,
+        lora_targets=args.lora_targets,
+        local_epochs=args.local_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_seq_len=args.max_seq_len,
+        dp=not args.no_dp,
+        noise_multiplier=args.noise_multiplier,
+        target_epsilon=args.target_epsilon if args.target_epsilon is not None else 0.0,
+        delta=args.delta,
+        max_grad_norm=args.max_grad_norm,
+        accountant=args.accountant,
+        grad_sample_mode=args.grad_sample_mode,
+        seed=args.seed,
+        out=args.out,
+    )
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fedpriv.errors import ConfigError
+    from fedpriv.modeling import resolve_model
+    from simulations.simulate import run_simulation
+
+    config = config_from_args(args)
+    if args.target_epsilon is not None and args.target_epsilon <= 0:
+        raise ConfigError("target-epsilon", f"must be greater than zero, got {args.target_epsilon}")
+    config.validated()
+    resolve_model(config.model)  # a missing model path fails here, before any data is written
+    out = run_simulation(config, show_progress=not args.no_progress, verbose=args.verbose)
+    metrics = json.loads((out / "metrics.json").read_text())
+    _print_summary(out, metrics)
+    return 0
+
+
+def _print_summary(out: Path, metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
+    privacy = metrics["privacy"]["record_level"]
+    table = Table(title=f"round {last['round']}: held-out perplexity and record-level ε")
+    for column in ("client", "perplexity", "ε", "δ", "steps"):
+        table.add_column(column)
+    for entry in last["clients"]:
+        p = privacy.get(entry["client_id"], {})
+        ppl = entry.get("eval_perplexity")
+        table.add_row(
+            entry["client_id"],
+            "–" if ppl is None else f"{ppl:.2f}",
+            f"{p['epsilon']:.3f}" if p else "no DP",
+            f"{p['delta']:g}" if p else "–",
+            str(p.get("steps", "–")),
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {out}  (report: {out / 'report.md'})")
+
+
+def _write_data(args: argparse.Namespace) -> int:
+    from fedpriv.errors import ConfigError
+    from simulations.synthetic import generate_federation, write_federation
+
+    if args.num_clients is not None and args.num_clients < 1:
+        raise ConfigError("num-clients", f"must be greater than zero, got {args.num_clients}")
+    federation = generate_federation(args.profile, args.num_clients, args.records_per_client, args.seed)
+    paths = write_federation(Path(args.out), federation)
+    print(f"wrote {len(paths)} client files to {args.out}")
+    return 0
