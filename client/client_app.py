@@ -1,18 +1,21 @@
 """The fedpriv ClientApp: local DP-LoRA training and held-out evaluation on the device.
 
-Only the trainable LoRA tensors leave the device; the base model and the data never do.
+Only the LoRA tensors the strategy shares leave the device (all of them for fedavg/hetlora, B for
+ffa, A for fedsa); the base model, the data and any private adapter part never do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.device import Device, open_device
 from client.dp_training import encode, evaluate, train_locally
+from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, pop_strategy_config, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_tokenizer
 
@@ -21,21 +24,46 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline by default: never reach 
 app = ClientApp()
 
 
-def _setup(msg: Message, context: Context) -> tuple[RunConfig, Device, object, object]:
+@dataclass
+class Round:
+    config: RunConfig
+    plan: ClientPlan
+    server_round: int
+    device: Device
+    tokenizer: object
+    model: object
+
+
+def _setup(msg: Message, context: Context) -> Round:
     # The server sends the whole run config with every instruction, so all devices train with the
-    # same settings whichever way the federation was started.
+    # same settings whichever way the federation was started; strategies add their own keys.
     values = dict(msg.content["config"])
-    values.pop("server-round", None)  # added by the strategy, not part of the run config
+    server_round = int(values.pop("server-round"))
+    plan = pop_strategy_config(values)
     config = RunConfig.from_flower(values)
     device = open_device(context, config)
     tokenizer = load_tokenizer(config.model)
-    model = build_lora_model(config)
-    load_adapter_state(model, msg.content["arrays"].to_torch_state_dict())
-    return config, device, tokenizer, model
+    model = build_lora_model(config)  # at the rank the server asked for (hetlora sets lora-rank)
+    load_adapter_state(model, _full_adapter(msg, context, device, plan, adapter_state(model)))
+    set_trainable_for_mode(model, plan.mode)
+    return Round(config, plan, server_round, device, tokenizer, model)
 
 
-def _client_record(device: Device, msg: Message) -> ConfigRecord:
-    return ConfigRecord({"client-id": device.client_id, "server-round": int(msg.content["config"]["server-round"])})
+def _full_adapter(msg: Message, context: Context, device: Device, plan: ClientPlan, fresh: dict) -> dict:
+    """Complete the adapter from what the server sent and what stays on this device."""
+    received = msg.content["arrays"].to_torch_state_dict()
+    if plan.mode == "ffa" and plan.a_seed is not None:
+        # A is frozen at the shared seeded init: rebuilt here, never downloaded or uploaded.
+        return apply_shared_lora_A({**fresh, **received}, plan.a_seed, plan.a_init)
+    if plan.mode == "fedsa":
+        # B is this device's private part: its own from earlier rounds, else the fresh (zero) init.
+        private = device.load_private_adapter(context) or split_adapter(fresh, "fedsa")[1]
+        return merge_adapter(private, received)
+    return received
+
+
+def _client_record(device: Device, server_round: int) -> ConfigRecord:
+    return ConfigRecord({"client-id": device.client_id, "server-round": server_round, "profile": device.profile})
 
 
 def _round_seed(config: RunConfig, client_id: str, server_round: int) -> int:
@@ -45,14 +73,13 @@ def _round_seed(config: RunConfig, client_id: str, server_round: int) -> int:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    config, device, tokenizer, model = _setup(msg, context)
-    server_round = int(msg.content["config"]["server-round"])
-    train_set = encode(tokenizer, device.split.train, config.max_seq_len)
-    held_out = encode(tokenizer, device.split.held_out, config.max_seq_len)
-    _, start_perplexity = evaluate(model, held_out)
+    r = _setup(msg, context)
+    train_set = encode(r.tokenizer, r.device.split.train, r.config.max_seq_len)
+    held_out = encode(r.tokenizer, r.device.split.held_out, r.config.max_seq_len)
+    _, start_perplexity = evaluate(r.model, held_out)
 
-    ledger = device.load_ledger(context, config.accountant) if config.dp else None
-    outcome = train_locally(model, train_set, config, ledger, seed=_round_seed(config, device.client_id, server_round))
+    ledger = r.device.load_ledger(context, r.config.accountant) if r.config.record_dp else None
+    outcome = train_locally(r.model, train_set, r.config, ledger, seed=_round_seed(r.config, r.device.client_id, r.server_round))
     metrics: dict[str, float | int] = {
         "train_loss": outcome.train_loss,
         "num-examples": outcome.num_examples,
@@ -61,20 +88,23 @@ def train(msg: Message, context: Context) -> Message:
         "round_steps": outcome.round_steps,
     }
     if ledger is not None:
-        device.save_ledger(context, ledger)
+        r.device.save_ledger(context, ledger)
         metrics.update(
             {
-                "epsilon": ledger.epsilon(config.delta),
-                "delta": config.delta,
+                "epsilon": ledger.epsilon(r.config.delta),
+                "delta": r.config.delta,
                 "noise_multiplier": outcome.noise_multiplier,
                 "steps": ledger.steps,  # cumulative DP-SGD steps over every round so far
             }
         )
+    shared, private = split_adapter(adapter_state(r.model), r.plan.mode)
+    if r.plan.mode == "fedsa":
+        r.device.save_private_adapter(context, private)
     content = RecordDict(
         {
-            "arrays": ArrayRecord(adapter_state(model)),  # trainable LoRA tensors only
+            "arrays": ArrayRecord(shared),  # LoRA tensors the strategy shares, nothing else
             "metrics": MetricRecord(metrics),
-            "client": _client_record(device, msg),
+            "client": _client_record(r.device, r.server_round),
         }
     )
     return Message(content=content, reply_to=msg)
@@ -82,8 +112,8 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate_global(msg: Message, context: Context) -> Message:
-    config, device, tokenizer, model = _setup(msg, context)
-    loss, perplexity = evaluate(model, encode(tokenizer, device.split.held_out, config.max_seq_len))
-    metrics = MetricRecord({"eval_loss": loss, "eval_perplexity": perplexity, "num-examples": len(device.split.held_out)})
-    content = RecordDict({"metrics": metrics, "client": _client_record(device, msg)})
+    r = _setup(msg, context)
+    loss, perplexity = evaluate(r.model, encode(r.tokenizer, r.device.split.held_out, r.config.max_seq_len))
+    metrics = MetricRecord({"eval_loss": loss, "eval_perplexity": perplexity, "num-examples": len(r.device.split.held_out)})
+    content = RecordDict({"metrics": metrics, "client": _client_record(r.device, r.server_round)})
     return Message(content=content, reply_to=msg)

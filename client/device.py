@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flwr.app import ConfigRecord, Context
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from safetensors.torch import load_file, save_file
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import RunConfig
@@ -19,12 +21,14 @@ from fedpriv.data import ClientSplit, load_client, read_client_file, split_recor
 from fedpriv.errors import DataError
 
 _LEDGER_RECORD = "privacy-ledger"
+_PRIVATE_RECORD = "private-adapter"
 
 
 @dataclass
 class Device:
     split: ClientSplit
     state_dir: Path | None
+    profile: str = ""
 
     @property
     def client_id(self) -> str:
@@ -50,6 +54,25 @@ class Device:
             ledger.save(path)
 
 
+    # ---- the adapter part that never leaves the device (fedsa: lora_B) ------------------------
+
+    def _private_path(self) -> Path | None:
+        return self.state_dir / self.client_id / "private_adapter.safetensors" if self.state_dir else None
+
+    def load_private_adapter(self, context: Context) -> dict[str, torch.Tensor] | None:
+        if _PRIVATE_RECORD in context.state:
+            return context.state[_PRIVATE_RECORD].to_torch_state_dict()
+        path = self._private_path()
+        return load_file(str(path)) if path is not None and path.exists() else None
+
+    def save_private_adapter(self, context: Context, state: dict[str, torch.Tensor]) -> None:
+        context.state[_PRIVATE_RECORD] = ArrayRecord({k: v.contiguous() for k, v in state.items()})
+        path = self._private_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
 def open_device(context: Context, config: RunConfig) -> Device:
     node = context.node_config
     state_dir = node.get("state-dir") or config.state_dir
@@ -64,4 +87,5 @@ def open_device(context: Context, config: RunConfig) -> Device:
         split = load_client(Path(config.data_dir), int(node["partition-id"]), config.eval_fraction, config.seed)
     else:
         raise DataError("no data for this device: set data-path in the node config or data-dir in the run config")
-    return Device(split=split, state_dir=Path(str(state_dir)) if state_dir else None)
+    profile = str(node.get("profile", config.profile))
+    return Device(split=split, state_dir=Path(str(state_dir)) if state_dir else None, profile=profile)

@@ -17,6 +17,11 @@ from fedpriv.errors import ConfigError
 PROFILES = ("hospital", "phone")
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks", "ghost")
+DP_MODES = ("auto", "record", "client", "both", "none")
+STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
+# Which DP a profile gets by default: a hospital protects each patient record (record-level);
+# a phone fleet protects each user, i.e. the whole device (client-level DP-FedAvg).
+DEFAULT_DP = {"hospital": "record", "phone": "client"}
 DEFAULT_MODEL = "default"  # the small Llama shipped in fedpriv/assets/default-model
 
 
@@ -42,8 +47,20 @@ class RunConfig:
     learning_rate: float = 5e-3
     max_seq_len: int = 64
     eval_fraction: float = 0.2
+    # aggregation (strategies/): auto = ffa under client-level DP, else fedavg
+    strategy: str = "auto"
+    client_ranks: str = ""  # hetlora: "client-id=rank,..." (others train at lora-rank)
+    hetlora_method: str = "zero_pad"  # or "svd" (FlexLoRA)
+    norm_bound: float = 0.0  # > 0: bound each update's L2 norm (robust; works with secure aggregation)
+    trim_beta: float = 0.0  # > 0: coordinate-wise trimmed mean, fraction trimmed at each end (plaintext only)
+    secure_aggregation: bool = False
+    # which DP: record (DP-SGD on the device), client (DP-FedAvg at the server), both, none
+    dp: str = "auto"
+    # client-level DP-FedAvg
+    client_noise_multiplier: float = 1.0
+    client_clipping_norm: float = 1.0
+    client_target_epsilon: float = 0.0
     # record-level DP-SGD
-    dp: bool = True
     noise_multiplier: float = 1.0
     target_epsilon: float = 0.0  # > 0: calibrate sigma so that all rounds spend exactly this (also the budget)
     delta: float = 1e-5
@@ -83,6 +100,18 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def dp_mode(self) -> str:
+        return DEFAULT_DP[self.profile] if self.dp == "auto" else self.dp
+
+    @property
+    def record_dp(self) -> bool:
+        return self.dp_mode in ("record", "both")
+
+    @property
+    def client_dp(self) -> bool:
+        return self.dp_mode in ("client", "both")
+
     # ---- validation --------------------------------------------------------------------------
 
     def validated(self) -> RunConfig:
@@ -116,13 +145,30 @@ class RunConfig:
             raise ConfigError("max-seq-len", "must be at least 8 tokens")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("eval-fraction", f"must be in (0, 1), got {self.eval_fraction}")
-        if self.dp:
+        if self.dp not in DP_MODES:
+            raise ConfigError("dp", f"must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError("strategy", f"must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.hetlora_method not in ("zero_pad", "svd"):
+            raise ConfigError("hetlora-method", f"must be zero_pad or svd, got {self.hetlora_method!r}")
+        _positive("norm-bound", self.norm_bound, allow_zero=True)
+        if not 0.0 <= self.trim_beta < 0.5:
+            raise ConfigError("trim-beta", f"must be in [0, 0.5), got {self.trim_beta}")
+        if self.trim_beta > 0 and self.secure_aggregation:
+            raise ConfigError("trim-beta", "trimmed mean needs plaintext updates: it cannot be combined with secure-aggregation")
+        if self.client_dp:
+            _positive("client-clipping-norm", self.client_clipping_norm)
+            _positive("client-target-epsilon", self.client_target_epsilon, allow_zero=True)
+            if self.client_target_epsilon == 0:
+                _positive("client-noise-multiplier", self.client_noise_multiplier)
+        if self.record_dp or self.client_dp:
+            if not 0.0 < self.delta < 1.0:
+                raise ConfigError("delta", f"must be in (0, 1), got {self.delta}")
+        if self.record_dp:
             if self.target_epsilon < 0 or not math.isfinite(self.target_epsilon):
                 raise ConfigError("target-epsilon", f"must be a positive number (or 0 to use noise-multiplier), got {self.target_epsilon}")
             if self.target_epsilon == 0:
                 _positive("noise-multiplier", self.noise_multiplier)
-            if not 0.0 < self.delta < 1.0:
-                raise ConfigError("delta", f"must be in (0, 1), got {self.delta}")
             _positive("max-grad-norm", self.max_grad_norm)
             if self.accountant not in ACCOUNTANTS:
                 raise ConfigError("accountant", f"must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")

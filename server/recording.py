@@ -30,7 +30,15 @@ class RecordingStrategy(Strategy):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self.record.add_train_replies(server_round, replies)
-        return self.inner.aggregate_train(server_round, replies)
+        result = self.inner.aggregate_train(server_round, replies)
+        # fedpriv strategies expose what they rejected and (under client-level DP) what was spent.
+        rejected = getattr(self.inner, "rejections", {}).get(server_round, [])
+        if rejected:
+            self.record.rejections[server_round] = [f"node {node}: {reason}" for node, reason in rejected]
+        client_level = getattr(self.inner, "privacy_records", {}).get(server_round)
+        if client_level is not None:
+            self.record.client_level[server_round] = dict(client_level)
+        return result
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         return self.inner.configure_evaluate(server_round, arrays, config, grid)

@@ -38,10 +38,14 @@ def plot(record: RunRecord, path: Path) -> Path:
             points = [(0, baseline[client_id])] + points
         ax_ppl.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
     ax_ppl.set(title="Held-out perplexity of the global adapter", xlabel="round (0 = initial adapter)", ylabel="perplexity")
-    if epsilon:
+    if epsilon or record.client_level:
         for client_id, points in sorted(epsilon.items()):
             ax_eps.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
-        ax_eps.set(title=f"Record-level ε (δ={record.config.delta:g}, {record.config.accountant})", xlabel="round", ylabel="ε (cumulative)")
+        if record.client_level:
+            rounds = sorted(record.client_level)
+            ax_eps.plot(rounds, [record.client_level[r]["epsilon"] for r in rounds], "k--", marker="s", label="client-level (DP-FedAvg)")
+            ax_eps.legend(fontsize=7)
+        ax_eps.set(title=f"ε spent, cumulative (δ={record.config.delta:g})", xlabel="round", ylabel="ε")
     else:
         ax_eps.text(0.5, 0.5, "DP disabled: no ε", ha="center", va="center", transform=ax_eps.transAxes)
         ax_eps.set(title="Record-level ε", xticks=[], yticks=[])
@@ -69,11 +73,19 @@ def write_report(record: RunRecord) -> Path:
         f"LoRA r={config.lora_rank} on `{config.lora_targets}`, seed {config.seed}.",
         "",
     ]
-    if config.dp:
+    lines.append(f"Aggregation strategy `{config.strategy}`; DP mode `{config.dp_mode}`.")
+    lines.append("")
+    if config.record_dp:
         sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"
         lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds.")
-    else:
-        lines.append("**DP disabled (`--no-dp`): these results carry no formal privacy guarantee.**")
+    if record.client_level:
+        cl = record.client_level[max(record.client_level)]
+        lines.append(
+            f"Client-level DP-FedAvg: ε={cl['epsilon']:.3f} at δ={cl['delta']:g} after {cl['rounds']} rounds "
+            f"(σ={cl['noise_multiplier']:.3f}, clip S={config.client_clipping_norm:g}, sampling {cl['sampling']}, q={cl['sample_rate']:.3f})."
+        )
+    if config.dp_mode == "none":
+        lines.append("**DP disabled (`--dp none`): these results carry no formal privacy guarantee.**")
     lines += ["", f"![perplexity and epsilon per round]({png.name})", "", f"## Final round ({last_round})", ""]
     lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps |")
     lines.append("|---|---|---|---|---|---|---|---|")
@@ -91,6 +103,9 @@ def write_report(record: RunRecord) -> Path:
     finals = [e["eval_perplexity"] for e in final.values() if e.get("eval_perplexity") is not None]
     if finals and baseline:
         lines += ["", f"Mean held-out perplexity: {statistics.mean(baseline.values()):.2f} (initial) → {statistics.mean(finals):.2f} (after round {last_round})."]
+    if record.rejections:
+        lines += ["", "## Rejected updates (excluded from the aggregate)", ""]
+        lines += [f"- round {r}: {reason}" for r in sorted(record.rejections) for reason in record.rejections[r]]
     if record.failures:
         lines += ["", "## Failed replies", ""]
         lines += [f"- round {r}: {reason}" for r in sorted(record.failures) for reason in record.failures[r]]

@@ -36,6 +36,8 @@ class RunRecord:
     record_level: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[int, list[str]] = field(default_factory=dict)
     upload_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
+    client_level: dict[int, dict[str, Any]] = field(default_factory=dict)  # round -> DP-FedAvg accounting
+    rejections: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _client(self, server_round: int, client_id: str) -> dict[str, Any]:
@@ -53,7 +55,7 @@ class RunRecord:
             entry.update({k: _clean(metrics[k]) for k in TRAIN_KEYS if k in metrics})
             if "arrays" in msg.content:
                 self.upload_bytes.setdefault(server_round, {})[client_id] = msg.content["arrays"].count_bytes()
-            if self.config.dp and "epsilon" in metrics:
+            if self.config.record_dp and "epsilon" in metrics:
                 self.record_level[client_id] = {
                     "epsilon": float(metrics["epsilon"]),
                     "delta": float(metrics["delta"]),
@@ -84,11 +86,18 @@ class RunRecord:
                     "clients": clients,
                     "upload_bytes": self.upload_bytes.get(server_round, {}),
                     "failures": self.failures.get(server_round, []),
+                    "rejected": self.rejections.get(server_round, []),
+                    **({"client_level": self.client_level[server_round]} if server_round in self.client_level else {}),
                 }
             )
-        privacy: dict[str, Any] = {"record_level": {cid: self.record_level[cid] for cid in sorted(self.record_level)}}
-        if not self.config.dp:
-            privacy = {"record_level": {}, "note": "DP disabled (--no-dp): no formal privacy guarantee"}
+        privacy: dict[str, Any] = {
+            "mode": self.config.dp_mode,
+            "record_level": {cid: self.record_level[cid] for cid in sorted(self.record_level)},
+        }
+        if self.client_level:
+            privacy["client_level"] = self.client_level[max(self.client_level)]
+        if self.config.dp_mode == "none":
+            privacy["note"] = "DP disabled (--dp none / --no-dp): no formal privacy guarantee"
         return {"config": self.config.as_dict(), "rounds": rounds, "privacy": privacy, **self.extra}
 
     def save(self) -> Path:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, GRAD_SAMPLE_MODES, PROFILES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +32,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fed.add_argument("--batch-size", type=int, default=defaults.batch_size, help="expected (Poisson) batch size")
     fed.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     fed.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len)
-    dp = sim.add_argument_group("record-level differential privacy (DP-SGD)")
-    dp.add_argument("--no-dp", action="store_true", help="train without differential privacy (no ε is reported)")
+    agg = sim.add_argument_group("aggregation (see docs/strategies.md)")
+    agg.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy, help="auto: ffa under client-level DP, else fedavg")
+    agg.add_argument("--client-ranks", default="", help="hetlora: per-client LoRA ranks, e.g. 'phone-00=4,phone-01=16'")
+    agg.add_argument("--hetlora-method", choices=("zero_pad", "svd"), default=defaults.hetlora_method)
+    agg.add_argument("--norm-bound", type=float, default=0.0, help="bound each client update's L2 norm (0 = off)")
+    agg.add_argument("--trim-beta", type=float, default=0.0, help="coordinate-wise trimmed mean, fraction trimmed per side (0 = off; plaintext only)")
+    agg.add_argument("--secure-aggregation", action="store_true", help="require options compatible with secure aggregation")
+    dp = sim.add_argument_group("differential privacy")
+    dp.add_argument("--dp", choices=DP_MODES, default=defaults.dp, help="record (DP-SGD on each device), client (DP-FedAvg at the server), both, none; auto: record for hospital, client for phone")
+    dp.add_argument("--no-dp", action="store_true", help="same as --dp none (no ε is reported)")
+    dp.add_argument("--client-noise-multiplier", type=float, default=defaults.client_noise_multiplier, help="client-level σ (ignored with --client-target-epsilon)")
+    dp.add_argument("--client-clipping-norm", type=float, default=defaults.client_clipping_norm, help="client-level clip S of each update")
+    dp.add_argument("--client-target-epsilon", type=float, default=None, help="calibrate client-level σ to this ε over all rounds")
     dp.add_argument("--noise-multiplier", type=float, default=defaults.noise_multiplier, help="σ (ignored when --target-epsilon is set)")
     dp.add_argument("--target-epsilon", type=float, default=None, help="calibrate σ so that all rounds spend this ε; also each client's budget")
     dp.add_argument("--delta", type=float, default=defaults.delta)
@@ -75,7 +86,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,
-        dp=not args.no_dp,
+        strategy=args.strategy,
+        client_ranks=args.client_ranks,
+        hetlora_method=args.hetlora_method,
+        norm_bound=args.norm_bound,
+        trim_beta=args.trim_beta,
+        secure_aggregation=args.secure_aggregation,
+        dp="none" if args.no_dp else args.dp,
+        client_noise_multiplier=args.client_noise_multiplier,
+        client_clipping_norm=args.client_clipping_norm,
+        client_target_epsilon=args.client_target_epsilon if args.client_target_epsilon is not None else 0.0,
         noise_multiplier=args.noise_multiplier,
         target_epsilon=args.target_epsilon if args.target_epsilon is not None else 0.0,
         delta=args.delta,
@@ -95,6 +115,10 @@ def _simulate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.target_epsilon is not None and args.target_epsilon <= 0:
         raise ConfigError("target-epsilon", f"must be greater than zero, got {args.target_epsilon}")
+    if args.client_target_epsilon is not None and args.client_target_epsilon <= 0:
+        raise ConfigError("client-target-epsilon", f"must be greater than zero, got {args.client_target_epsilon}")
+    if args.no_dp and args.dp not in ("auto", "none"):
+        raise ConfigError("dp", f"--no-dp contradicts --dp {args.dp}")
     config.validated()
     resolve_model(config.model)  # a missing model path fails here, before any data is written
     out = run_simulation(config, show_progress=not args.no_progress, verbose=args.verbose)
@@ -109,7 +133,7 @@ def _print_summary(out: Path, metrics: dict) -> None:
 
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
     privacy = metrics["privacy"]["record_level"]
-    table = Table(title=f"round {last['round']}: held-out perplexity and record-level ε")
+    table = Table(title=f"round {last['round']}: held-out perplexity and record-level ε (DP mode {metrics['privacy']['mode']})")
     for column in ("client", "perplexity", "ε", "δ", "steps"):
         table.add_column(column)
     for entry in last["clients"]:
@@ -118,12 +142,17 @@ def _print_summary(out: Path, metrics: dict) -> None:
         table.add_row(
             entry["client_id"],
             "–" if ppl is None else f"{ppl:.2f}",
-            f"{p['epsilon']:.3f}" if p else "no DP",
+            f"{p['epsilon']:.3f}" if p else "–",
             f"{p['delta']:g}" if p else "–",
             str(p.get("steps", "–")),
         )
     console = Console()
     console.print(table)
+    client_level = metrics["privacy"].get("client_level")
+    if client_level:
+        console.print(f"client-level ε = {client_level['epsilon']:.3f} at δ = {client_level['delta']:g} after {client_level['rounds']} rounds ({client_level['sampling']} sampling)")
+    if metrics["privacy"]["mode"] == "none":
+        console.print("[bold red]DP disabled: no formal privacy guarantee[/]")
     console.print(f"run directory: {out}  (report: {out / 'report.md'})")
 
 

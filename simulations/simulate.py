@@ -63,7 +63,7 @@ def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bo
     console = Console(stderr=True)
     console.print(
         f"[bold]fedpriv simulate[/]: profile={config.profile} clients={config.num_clients} rounds={config.rounds} "
-        f"dp={'on' if config.dp else 'OFF'} → {config.out}"
+        f"dp={config.dp_mode} strategy={config.strategy} → {config.out}"
     )
     progress = Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

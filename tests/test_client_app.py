@@ -78,7 +78,7 @@ def test_epsilon_reported_after_three_rounds_covers_all_three(data_dir) -> None:
 
 
 def test_no_dp_reports_no_epsilon(data_dir) -> None:
-    config = _config(data_dir, dp=False)
+    config = _config(data_dir, dp="none")
     reply = client_app(_instruction(config, ArrayRecord(initial_adapter_state(config)), 1), _context())
     assert not reply.has_error(), reply.error
     keys = set(reply.content["metrics"].keys())

@@ -39,7 +39,7 @@ def test_unknown_flower_key_is_rejected_not_ignored() -> None:
 
 
 def test_flower_round_trip_preserves_every_value() -> None:
-    config = RunConfig(num_clients=5, clients_per_round=2, target_epsilon=4.0, dp=True, model="default").validated()
+    config = RunConfig(num_clients=5, clients_per_round=2, target_epsilon=4.0, dp="both", model="default").validated()
     assert RunConfig.from_flower(config.to_flower()) == config
 
 

@@ -1,0 +1,296 @@
+"""Client-level DP (DP-FedAvg, McMahan et al. 2018) as a wrapper around any LoraStrategy.
+
+Each round, for the sampled clients:
+
+1. validate every reply with the wrapped strategy (non-finite, wrong keys/shapes, stale, ... are
+   rejected here — *before* clipping, because ``min(1, S / nan) = 1`` would let NaN through);
+2. u_i = reply − sent in the strategy's update space (ffa: B only; fedsa: A only; hetlora
+   zero_pad: padded to the global rank), clipped to L2 norm S (after the strategy's own
+   ``norm_bound``, if any);
+3. sum, add N(0, σ²S²) to every coordinate of the sum, divide by the *expected* number of
+   clients m (q·N for Poisson sampling) — uniform weights, num-examples is not used;
+4. global ← global + that mean, through the strategy (ffa keeps A₀ fixed).
+
+The noisy aggregate is released every configured round, even when no client (or no valid reply)
+is in the sample, so the released output is always the Gaussian mechanism that is accounted.
+
+Sampling (``sampling``): ``poisson`` (default) — this wrapper's ``configure_train`` includes
+every connected node independently with probability q (so the number of clients per round varies)
+and accounts ``PoissonSampledDpEvent(q, GaussianDpEvent(σ))`` with PLD; ``all`` — every node
+every round (q = 1); ``fixed`` — exactly m of N without replacement, accounted with RDP under
+replace-one adjacency (see ``accounting.py``).
+
+Trust model: the server sees individual updates (central DP with a trusted aggregator); clipping
+happens here, so this wrapper cannot run with secure aggregation. Noise and sampling use numpy's
+PCG64 generator (not a CSPRNG; floating-point Gaussian sampling is also not hardened against
+Mironov-style attacks): fine for research runs, not for production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO, WARNING
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedpriv.errors import ConfigError
+from strategies.accounting import (
+    DEFAULT_DISCRETIZATION,
+    SAMPLING_MODES,
+    ClientLevelAccountant,
+    calibrate_noise_multiplier,
+)
+from strategies.base import LoraStrategy, wait_for_nodes
+from strategies.robust import clip_update
+
+
+class ClientLevelDP(Strategy):
+    """Client-level DP-FedAvg around a :class:`LoraStrategy`.
+
+    Parameters
+    ----------
+    strategy : LoraStrategy
+        The wrapped strategy (fedavg, ffa, fedsa, hetlora with method=zero_pad, pad_target=update).
+    clipping_norm : float
+        S: every client update is clipped to this L2 norm.
+    noise_multiplier : float | None
+        σ: noise std on the sum is σ·S. ``None``: calibrated from ``target_epsilon`` over
+        ``num_rounds`` rounds (binary search with the same accountant).
+    target_epsilon, num_rounds : float | None, int | None
+        Used for calibration (and for the projected ε in the records).
+    delta : float
+        δ of the reported (ε, δ).
+    sampling : "poisson" | "all" | "fixed"
+    sample_rate : float | None
+        q. Poisson: inclusion probability. Default: ``clients_per_round / population``.
+    clients_per_round : int | None
+        Expected (poisson) or exact (fixed) clients per round, if ``sample_rate`` is not given.
+    population : int | None
+        N, the number of clients. Default: the nodes connected at the first round.
+    max_epsilon : float | None
+        Stop training (send no more train instructions) once the next round would exceed it.
+    seed : int | None
+        Seed of the sampling and noise generator (None: fresh OS entropy).
+    """
+
+    # pylint: disable=too-many-arguments,too-many-instance-attributes
+    def __init__(
+        self,
+        strategy: LoraStrategy,
+        *,
+        clipping_norm: float,
+        noise_multiplier: float | None = None,
+        target_epsilon: float | None = None,
+        num_rounds: int | None = None,
+        delta: float = 1e-5,
+        sampling: str = "poisson",
+        sample_rate: float | None = None,
+        clients_per_round: int | None = None,
+        population: int | None = None,
+        max_epsilon: float | None = None,
+        seed: int | None = None,
+        value_discretization_interval: float = DEFAULT_DISCRETIZATION,
+        secure_aggregation: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(strategy, LoraStrategy):
+            raise ConfigError("client-dp", "the client-level DP wrapper needs a fedpriv LoraStrategy")
+        if secure_aggregation or strategy.secure_aggregation:
+            raise ConfigError(
+                "client-dp",
+                "this wrapper clips each update at the server and needs plaintext updates; it cannot run "
+                "with secure-aggregation=true (clip on the client instead)",
+            )
+        if strategy.trim_beta is not None:
+            raise ConfigError("trim-beta", "trimmed mean has no bounded per-client sensitivity; not supported with client-dp")
+        if getattr(strategy, "method", "zero_pad") != "zero_pad" or getattr(strategy, "pad_target", "update") != "update":
+            raise ConfigError(
+                "hetlora-method",
+                "client-dp supports hetlora only with method=zero_pad and pad-target=update (the aggregate must be a "
+                "sum of clipped updates)",
+            )
+        if not (isinstance(clipping_norm, int | float) and clipping_norm > 0 and np.isfinite(clipping_norm)):
+            raise ConfigError("dp-clipping-norm", f"must be a positive finite number, got {clipping_norm!r}")
+        if sampling not in SAMPLING_MODES:
+            raise ConfigError("dp-sampling", f"must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
+        if noise_multiplier is None and target_epsilon is None:
+            raise ConfigError("dp-noise-multiplier", "set dp-noise-multiplier or dp-target-epsilon (with num-rounds)")
+        if noise_multiplier is not None and target_epsilon is not None:
+            raise ConfigError("dp-target-epsilon", "set either dp-noise-multiplier or dp-target-epsilon, not both")
+        if noise_multiplier is not None and not noise_multiplier > 0:
+            raise ConfigError("dp-noise-multiplier", f"must be positive, got {noise_multiplier}")
+        if target_epsilon is not None and not num_rounds:
+            raise ConfigError("num-rounds", "calibrating the noise to dp-target-epsilon needs the number of rounds")
+        if sample_rate is not None and not 0 < sample_rate <= 1:
+            raise ConfigError("dp-sample-rate", f"must be in (0, 1], got {sample_rate}")
+        if sampling != "all" and sample_rate is None and clients_per_round is None:
+            raise ConfigError("dp-sample-rate", f"sampling={sampling} needs dp-sample-rate or dp-clients-per-round")
+        if clients_per_round is not None and clients_per_round <= 0:
+            raise ConfigError("dp-clients-per-round", f"must be positive, got {clients_per_round}")
+        if population is not None and population <= 0:
+            raise ConfigError("dp-population", f"must be positive, got {population}")
+        if not 0 < delta < 1:
+            raise ConfigError("dp-delta", f"must be in (0, 1), got {delta}")
+        self.strategy = strategy
+        self.clipping_norm = float(clipping_norm)
+        self.noise_multiplier = noise_multiplier
+        self.target_epsilon = target_epsilon
+        self.num_rounds = num_rounds
+        self.delta = float(delta)
+        self.sampling = sampling
+        self.sample_rate = sample_rate
+        self.clients_per_round = clients_per_round
+        self.population = population
+        self.max_epsilon = max_epsilon
+        self.value_discretization_interval = value_discretization_interval
+        self._rng = np.random.default_rng(seed)
+        self.accountant: ClientLevelAccountant | None = None
+        self.expected_clients: float | None = None
+        self.privacy_records: dict[int, dict[str, Any]] = {}
+        self.clip_stats: dict[int, dict[str, float]] = {}
+        self.budget_exhausted = False
+        self._configured: set[int] = set()
+        if population is not None:
+            self._setup(population)
+
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def rejections(self) -> dict[int, list[tuple[int, str]]]:
+        return self.strategy.rejections
+
+    def _setup(self, population: int) -> None:
+        if self.accountant is not None:
+            return
+        n = int(population)
+        if self.sampling == "all":
+            q, size = 1.0, n
+        elif self.sampling == "poisson":
+            q = self.sample_rate if self.sample_rate is not None else min(1.0, self.clients_per_round / n)
+            size = None
+        else:
+            size = self.clients_per_round if self.clients_per_round is not None else max(1, round(self.sample_rate * n))
+            if size > n:
+                raise ConfigError("dp-clients-per-round", f"{size} is more than the population {n}")
+            q = size / n
+        self.population = n
+        self.sample_rate = q
+        self.expected_clients = q * n if size is None else float(size)
+        if self.noise_multiplier is None:
+            self.noise_multiplier = calibrate_noise_multiplier(
+                target_epsilon=self.target_epsilon, delta=self.delta, sample_rate=q, rounds=int(self.num_rounds),
+                sampling=self.sampling, population=n, sample_size=size,
+                value_discretization_interval=self.value_discretization_interval,
+            )
+            log(INFO, "client-dp: calibrated noise multiplier %.4f for epsilon=%.3g over %d rounds (q=%.4g)",
+                self.noise_multiplier, self.target_epsilon, self.num_rounds, q)
+        self.accountant = ClientLevelAccountant(
+            noise_multiplier=float(self.noise_multiplier), sample_rate=q, delta=self.delta, sampling=self.sampling,
+            population=n, sample_size=size, clipping_norm=self.clipping_norm, expected_clients=self.expected_clients,
+            value_discretization_interval=self.value_discretization_interval,
+        )
+
+    def privacy_record(self) -> dict[str, Any] | None:
+        """The current ``privacy.client_level`` record (None before the population is known)."""
+        if self.accountant is None:
+            return None
+        record = self.accountant.record()
+        if self.num_rounds:
+            record["planned_rounds"] = int(self.num_rounds)
+            record["planned_epsilon"] = self.accountant.epsilon(int(self.num_rounds))
+        record["clipping_norm"] = self.clipping_norm
+        return record
+
+    def sample_nodes(self, nodes: list[int]) -> list[int]:
+        if self.sampling == "all":
+            return list(nodes)
+        if self.sampling == "poisson":
+            keep = self._rng.random(len(nodes)) < self.sample_rate
+            return [n for n, k in zip(nodes, keep, strict=True) if k]
+        size = int(self.expected_clients)
+        return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+
+    # ------------------------------------------------------------------------------------------
+    # Strategy API
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        minimum = self.population or self.strategy.min_available_nodes
+        nodes = wait_for_nodes(grid, minimum)
+        self._setup(len(nodes))
+        if len(nodes) != self.population:
+            log(WARNING, "client-dp: %d nodes connected, accounting assumes a population of %d", len(nodes), self.population)
+        if self.max_epsilon is not None and self.accountant.would_exceed(self.max_epsilon):
+            self.budget_exhausted = True
+            log(WARNING, "client-dp: the next round would exceed max epsilon %.3g (now %.3g); no more training",
+                self.max_epsilon, self.accountant.epsilon())
+            return []
+        sampled = self.sample_nodes(nodes)
+        log(INFO, "configure_train: client-dp %s sampling chose %d of %d nodes (expected %.2f)",
+            self.sampling, len(sampled), len(nodes), self.expected_clients)
+        self._configured.add(server_round)
+        return self.strategy.build_train_messages(server_round, arrays, config, sampled)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        state = self.strategy.round_state(server_round)
+        if server_round not in self._configured or state is None:
+            if replies:
+                self.strategy.validate_replies(server_round, replies)  # records them as rejected
+            return None, None
+        self._configured.discard(server_round)
+        valid = self.strategy.validate_replies(server_round, replies)  # non-finite rejected before clipping
+        S = self.clipping_norm
+        space = self.strategy.update_space(state)
+        total = {k: np.zeros(spec.shape, dtype=np.float64) for k, spec in space.items()}
+        norms: list[float] = []
+        for update in self.strategy.bounded_updates(valid, state):
+            clipped, norm, _ = clip_update(update, S)
+            norms.append(norm)
+            for key, value in clipped.items():
+                total[key] += value
+        std = float(self.noise_multiplier) * S
+        for key, value in total.items():
+            value += self._rng.normal(0.0, std, size=value.shape)
+        mean = {k: v / self.expected_clients for k, v in total.items()}
+        new_global = self.strategy.apply_update(state, mean)
+        self.accountant.step()
+        record = self.privacy_record()
+        self.privacy_records[server_round] = record
+        self.clip_stats[server_round] = {
+            "clipped_fraction": float(np.mean([n > S for n in norms])) if norms else 0.0,
+            "median_update_norm": float(np.median(norms)) if norms else 0.0,
+        }
+        if not valid:
+            log(WARNING, "Round %d: no valid reply; releasing the noise-only aggregate (client-dp)", server_round)
+        log(INFO, "client-dp: round %d, %d clipped updates, noise std %.4g on the sum / %.2f; epsilon=%.4f (delta=%g)",
+            server_round, len(valid), std, self.expected_clients, record["epsilon"], self.delta)
+        metrics = self.strategy.aggregate_metrics(valid, len(replies) - len(valid))
+        metrics["client-dp-epsilon"] = float(record["epsilon"])
+        metrics["client-dp-delta"] = self.delta
+        metrics["client-dp-noise-multiplier"] = float(self.noise_multiplier)
+        metrics["client-dp-sample-rate"] = float(self.sample_rate)
+        metrics["client-dp-clipped-fraction"] = self.clip_stats[server_round]["clipped_fraction"]
+        return self.strategy.to_record(new_global), metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        log(INFO, "\t├──> Client-level DP (DP-FedAvg): clipping_norm=%s noise_multiplier=%s sampling=%s "
+            "sample_rate=%s delta=%g", self.clipping_norm, self.noise_multiplier, self.sampling, self.sample_rate,
+            self.delta)
+        self.strategy.summary()
