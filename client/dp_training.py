@@ -101,7 +101,7 @@ def train_locally(model, dataset: TensorDataset, config: RunConfig, ledger: Priv
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     model.train()
-    if not config.dp:
+    if not config.record_dp:
         return _train_plain(model, optimizer, loader, config, len(dataset))
     if ledger is None:
         raise ValueError("DP training needs a privacy ledger")
