@@ -61,14 +61,15 @@ def steps_per_round(num_records: int, config: RunConfig) -> int:
 
 
 def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
-    """The configured sigma, or the sigma that spends exactly `target_epsilon` over all rounds
-    (assuming the client takes part in every round: a conservative choice when clients are sampled)."""
+    """The configured sigma, or the sigma that spends exactly `target_epsilon` over all rounds plus
+    the local fine-tuning after them (assuming the client takes part in every round: a conservative
+    choice when clients are sampled)."""
     if config.target_epsilon <= 0:
         return config.noise_multiplier
     from opacus.accountants.utils import get_noise_multiplier
 
     q = sample_rate_for(num_records, config.batch_size)
-    total_steps = config.rounds * steps_per_round(num_records, config)
+    total_steps = (config.rounds * config.local_epochs + config.finetune_epochs) * math.ceil(num_records / config.batch_size)
     return float(
         get_noise_multiplier(
             target_epsilon=config.target_epsilon,
@@ -80,11 +81,12 @@ def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
     )
 
 
-def check_budget(ledger: PrivacyLedger, config: RunConfig, num_records: int, sigma: float) -> None:
-    """Refuse to start a round whose steps would push epsilon past the budget (`target_epsilon`)."""
+def check_budget(ledger: PrivacyLedger, config: RunConfig, num_records: int, sigma: float, epochs: int | None = None) -> None:
+    """Refuse to start `epochs` of training whose steps would push epsilon past the budget (`target_epsilon`)."""
     if config.target_epsilon <= 0:
         return
-    planned = (sigma, sample_rate_for(num_records, config.batch_size), steps_per_round(num_records, config))
+    epochs = config.local_epochs if epochs is None else epochs
+    planned = (sigma, sample_rate_for(num_records, config.batch_size), epochs * math.ceil(num_records / config.batch_size))
     after = ledger.epsilon(config.delta, extra=[planned])
     if after > config.target_epsilon + 1e-9:
         spent = ledger.epsilon(config.delta)
@@ -94,24 +96,34 @@ def check_budget(ledger: PrivacyLedger, config: RunConfig, num_records: int, sig
         )
 
 
-def train_locally(model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int) -> TrainOutcome:
-    """One round of local training. With DP, `ledger` is extended in place with the steps taken."""
+def finetune_locally(model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int) -> TrainOutcome:
+    """Personalization after the last round: `finetune_epochs` more local epochs, never shared,
+    paid from the same budget (sigma was calibrated for them)."""
+    return train_locally(model, dataset, config, ledger, seed, epochs=config.finetune_epochs)
+
+
+def train_locally(
+    model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int, epochs: int | None = None
+) -> TrainOutcome:
+    """One round of local training (`epochs`, default `local_epochs`). With DP, `ledger` is extended
+    in place with the steps taken."""
+    epochs = config.local_epochs if epochs is None else epochs
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     model.train()
     if not config.record_dp:
-        return _train_plain(model, optimizer, loader, config, len(dataset))
+        return _train_plain(model, optimizer, loader, epochs, len(dataset), config.batch_size)
     if ledger is None:
         raise ValueError("DP training needs a privacy ledger")
-    return _train_private(model, optimizer, loader, config, ledger, len(dataset))
+    return _train_private(model, optimizer, loader, config, ledger, len(dataset), epochs)
 
 
-def _train_plain(model, optimizer, loader, config: RunConfig, num_records: int) -> TrainOutcome:
+def _train_plain(model, optimizer, loader, epochs: int, num_records: int, batch_size: int) -> TrainOutcome:
     losses: list[float] = []
     steps = 0
-    for _ in range(config.local_epochs):
+    for _ in range(epochs):
         for input_ids, attention_mask, labels in loader:
             optimizer.zero_grad()
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -120,14 +132,14 @@ def _train_plain(model, optimizer, loader, config: RunConfig, num_records: int) 
             optimizer.step()
             losses.append(loss.item())
             steps += 1
-    return TrainOutcome(sum(losses) / len(losses), num_records, steps, 0.0, sample_rate_for(num_records, config.batch_size))
+    return TrainOutcome(sum(losses) / len(losses), num_records, steps, 0.0, sample_rate_for(num_records, batch_size))
 
 
-def _train_private(model, optimizer, loader, config: RunConfig, ledger: PrivacyLedger, num_records: int) -> TrainOutcome:
+def _train_private(model, optimizer, loader, config: RunConfig, ledger: PrivacyLedger, num_records: int, epochs: int) -> TrainOutcome:
     from opacus import PrivacyEngine
 
     sigma = noise_multiplier_for(config, num_records)
-    check_budget(ledger, config, num_records, sigma)
+    check_budget(ledger, config, num_records, sigma, epochs)
     engine = PrivacyEngine(accountant=config.accountant)
     engine.accountant.history = list(ledger.history)  # continue, never restart, the accounting
     ghost = config.grad_sample_mode == "ghost"
@@ -149,7 +161,7 @@ def _train_private(model, optimizer, loader, config: RunConfig, ledger: PrivacyL
     losses: list[float] = []
     steps = 0
     try:
-        for _ in range(config.local_epochs):
+        for _ in range(epochs):
             for input_ids, attention_mask, labels in dp_loader:
                 dp_optimizer.zero_grad()
                 logits = dp_model(input_ids=input_ids, attention_mask=attention_mask).logits

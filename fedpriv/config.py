@@ -43,6 +43,7 @@ class RunConfig:
     lora_targets: str = "q_proj,v_proj"
     # local training
     local_epochs: int = 1
+    finetune_epochs: int = 0  # personalization: local epochs after the last round (inside the same ε budget)
     batch_size: int = 16
     learning_rate: float = 5e-3
     max_seq_len: int = 64
@@ -138,6 +139,7 @@ class RunConfig:
         if not [t for t in self.lora_targets.split(",") if t.strip()]:
             raise ConfigError("lora-targets", "must list at least one module name, e.g. q_proj,v_proj")
         _positive("local-epochs", self.local_epochs)
+        _positive("finetune-epochs", self.finetune_epochs, allow_zero=True)
         _positive("batch-size", self.batch_size)
         _positive("learning-rate", self.learning_rate)
         _positive("max-seq-len", self.max_seq_len)
