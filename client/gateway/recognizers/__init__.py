@@ -1,0 +1,44 @@
+"""Detector families plugged into Presidio's AnalyzerEngine through one registry.
+
+Each module is one family and exposes ``recognizers(config) -> list[EntityRecognizer]``:
+
+========== ==========================================================================
+family     entities
+========== ==========================================================================
+patterns   deployment patterns / deny-lists from the TOML config (MRN formats, wards)
+ids        EMAIL URL IP_ADDRESS PHONE FAX SSN CREDIT_CARD IBAN MRN HEALTH_PLAN ACCOUNT
+           LICENSE VEHICLE DEVICE ID
+dates_ages DATE AGE
+addresses  ADDRESS LOCATION ZIP
+names      PERSON LOCATION FACILITY
+========== ==========================================================================
+
+To add a family: write a module with ``recognizers(config)`` and add it to ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from presidio_analyzer import EntityRecognizer, RecognizerRegistry
+
+FAMILIES: dict[str, str] = {
+    "patterns": "client.gateway.recognizers.patterns",
+    "ids": "client.gateway.recognizers.ids",
+    "dates_ages": "client.gateway.recognizers.dates_ages",
+    "addresses": "client.gateway.recognizers.addresses",
+    "names": "client.gateway.recognizers.names",
+}
+
+
+def build_recognizers(config) -> list[EntityRecognizer]:
+    out: list[EntityRecognizer] = []
+    for family, module_name in FAMILIES.items():
+        if family in config.disabled_families:
+            continue
+        out.extend(importlib.import_module(module_name).recognizers(config))
+    return out
+
+
+def build_registry(config) -> RecognizerRegistry:
+    return RecognizerRegistry(recognizers=build_recognizers(config), supported_languages=["en"])

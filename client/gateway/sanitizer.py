@@ -1,0 +1,320 @@
+"""The privacy gateway's sanitizer: detect identifiers, generalize quasi-identifiers, substitute.
+
+Usage (router side)::
+
+    from client.gateway.sanitizer import PromptSanitizer
+    from client.gateway.session import ConversationSession
+
+    sanitizer = PromptSanitizer()              # build once per process (loads gazetteers)
+    session = ConversationSession()            # one per conversation (or EncryptedVault(...).open())
+    result = sanitizer.sanitize(text, session) # -> types.SanitizedPrompt, or raises SanitizationError
+    if result.residual_risk > threshold: refuse
+    send(result.sanitized); answer = session.restore(cloud_answer)
+
+Pipeline (all inside one try: any exception -> ``SanitizationError``, never partial output):
+
+1. Presidio ``AnalyzerEngine`` (blank spaCy tokenizer, no model download) runs the recognizer
+   families from ``client.gateway.recognizers`` (built once, in ``__init__``) plus the names and
+   places this conversation has already produced (the session's originals);
+2. overlapping detections are merged into their union (a partial overlap never leaves a piece of
+   an identifier behind); the merged span takes the type of its most confident member;
+3. quasi-identifiers are generalized (``abstraction``): ages -> bands, dates -> year, places ->
+   state; everything else, and whatever cannot be generalized, becomes a typed numbered
+   placeholder from the session (``[PERSON_1]``);
+4. a verification pass re-scans the sanitized text for hard identifiers (emails, SSNs, card
+   numbers, long digit runs); finding one there means a bug, so it fails closed;
+5. ``residual_risk`` estimates the chance that an identifier survived (see ``residual_risk``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+
+from client.gateway import abstraction
+from client.gateway.config import GatewayConfig, load_config
+from client.gateway.recognizers import build_registry
+from client.gateway.recognizers._common import STATE_CODE_RE, STATE_NAME_RE, is_common_word
+from client.gateway.session import PLACEHOLDER_RE, ConversationSession
+from client.gateway.types import Entity, PlaceholderSession, SanitizationError, SanitizedPrompt
+
+log = logging.getLogger(__name__)
+
+# Direct identifiers (HIPAA Safe Harbor style); AGE (<= 89) is a quasi-identifier.
+DIRECT_TYPES = frozenset(
+    {
+        "PERSON", "ADDRESS", "LOCATION", "ZIP", "FACILITY", "DATE", "PHONE", "FAX", "EMAIL", "SSN",
+        "MRN", "HEALTH_PLAN", "ACCOUNT", "LICENSE", "VEHICLE", "DEVICE", "URL", "IP_ADDRESS",
+        "CREDIT_CARD", "IBAN", "ID",
+    }
+)
+# When merged spans tie on score, the more specific type names the union.
+_TYPE_PRIORITY = {
+    "SSN": 9, "CREDIT_CARD": 9, "IBAN": 9, "EMAIL": 9, "IP_ADDRESS": 8, "URL": 8, "MRN": 8,
+    "HEALTH_PLAN": 8, "ACCOUNT": 8, "LICENSE": 8, "VEHICLE": 8, "DEVICE": 8, "PHONE": 7, "FAX": 7,
+    "ADDRESS": 7, "DATE": 6, "AGE": 6, "ZIP": 6, "PERSON": 5, "FACILITY": 5, "LOCATION": 4, "ID": 1,
+}
+# Per-identifier miss probability, from `fedpriv sanitize-eval` (see docs/sanitizer.md).
+BASE_MISS_RATE = 0.005
+DEFAULT_RISK_THRESHOLD = 0.2
+
+_STATE_AFTER = re.compile(r"\s*,\s*(?:" + STATE_CODE_RE + r"|" + STATE_NAME_RE + r")\b")
+_VERIFY_PATTERNS = [
+    ("EMAIL", re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+    ("SSN", re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")),
+    ("DIGITS", re.compile(r"\d(?:[ -]?\d){6,}")),
+]
+_RISK_PATTERNS = [
+    # leftover numbers that are not years, ages bands or small quantities
+    (re.compile(r"(?<![\w.,/-])\d{4}(?![\w.,/-])"), 0.05, lambda s: not (1900 <= int(s) <= 2099)),
+    # letter+digit codes that nothing claimed
+    (re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b"), 0.05, None),
+    (re.compile(r"@"), 0.3, None),
+]
+# identifier keywords with no placeholder (or generalized value) right after them
+# ("my SSN is one two three ..."); checked on the unmasked sanitized text
+_KEYWORD_RISK = re.compile(
+    r"\b(?:ssn|social security|mrn|medical record|dob|date of birth|account (?:number|no|#)|acct|member id|policy (?:number|no|#)|licen[cs]e (?:number|no|#)|passport|serial (?:number|no|#)|phone number|fax|e-?mail address|zip code)\b(?![^\n.]{0,24}(?:\[[A-Z_]+_\d+\]|(?:19|20)\d\d))",
+    re.IGNORECASE,
+)
+_KEYWORD_RISK_P = 0.1
+
+
+@dataclass(frozen=True)
+class _Span:
+    type: str
+    start: int
+    end: int
+    score: float
+
+
+class BlankSpacyNlpEngine:
+    """Presidio NLP engine over ``spacy.blank("en")``: tokenizer only, nothing downloaded."""
+
+    @staticmethod
+    def create():
+        import spacy
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+        class _Engine(SpacyNlpEngine):
+            def __init__(self) -> None:
+                super().__init__(models=[{"lang_code": "en", "model_name": "blank:en"}])
+
+            def load(self) -> None:
+                self.nlp = {"en": spacy.blank("en")}
+
+            def get_supported_entities(self):  # no NER component
+                return []
+
+        return _Engine()
+
+
+def _no_context_enhancer():
+    """Our recognizers score their own context; skip Presidio's lemma-window re-scoring (~0.7 ms)."""
+    from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
+
+    class _NoContext(ContextAwareEnhancer):
+        def __init__(self) -> None:
+            super().__init__(context_similarity_factor=0, min_score_with_context_similarity=0, context_prefix_count=0, context_suffix_count=0)
+
+        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+            return raw_results
+
+    return _NoContext()
+
+
+def build_analyzer(config: GatewayConfig):
+    from presidio_analyzer import AnalyzerEngine
+
+    return AnalyzerEngine(
+        registry=build_registry(config),
+        nlp_engine=BlankSpacyNlpEngine.create(),
+        supported_languages=["en"],
+        context_aware_enhancer=_no_context_enhancer(),
+    )
+
+
+class PromptSanitizer:
+    """``types.Sanitizer`` implementation. Thread-safe; build once and reuse."""
+
+    def __init__(self, config: GatewayConfig | None = None, config_path: str | None = None) -> None:
+        self.config = config if config is not None else load_config(config_path)
+        self.analyzer = build_analyzer(self.config)
+        self.max_chars = self.config.max_chars
+        self._allow = list(self.config.allow_list)
+        self._known_cache: dict[int, tuple[int, re.Pattern | None, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+    def sanitize(self, text: str, session: PlaceholderSession | None = None) -> SanitizedPrompt:
+        """Detect, generalize and substitute. Raises SanitizationError on any failure."""
+        if not isinstance(text, str):
+            raise SanitizationError(f"prompt must be a string, not {type(text).__name__}")
+        if len(text) > self.max_chars:
+            raise SanitizationError(f"prompt has {len(text)} characters, over the limit of {self.max_chars}")
+        if session is None:
+            session = ConversationSession()
+        try:
+            spans = self._detect(text, session)
+            entities, sanitized = self._substitute(text, spans, session)
+            self._verify(sanitized)
+            risk = self.residual_risk(sanitized, entities)
+            commit = getattr(session, "commit", None)
+            if commit is not None:
+                commit()
+        except SanitizationError:
+            raise
+        except Exception as err:  # fail closed: nothing partially sanitized leaves this method
+            log.warning("sanitizer failed closed: %s", type(err).__name__)
+            raise SanitizationError(f"sanitizing failed ({type(err).__name__}); nothing may be sent") from err
+        return SanitizedPrompt(original=text, sanitized=sanitized, entities=entities, residual_risk=risk)
+
+    def analyze(self, text: str, session: PlaceholderSession | None = None) -> list[Entity]:
+        """Detected (merged) spans without substitution; ``replacement`` is left empty."""
+        try:
+            return [Entity(s.type, s.start, s.end, text[s.start : s.end]) for s in self._detect(text, session)]
+        except Exception as err:
+            raise SanitizationError(f"analysis failed ({type(err).__name__})") from err
+
+    @staticmethod
+    def residual_risk(sanitized: str, entities: list[Entity]) -> float:
+        """Estimated probability that an identifier survived in ``sanitized`` (0 = none).
+
+        1 - (1 - BASE_MISS_RATE)^n_direct * prod(1 - p_i): every direct identifier found carries
+        the evaluated per-identifier miss rate (a prompt full of identifiers is likelier to hide
+        one more), and each suspicious leftover adds its own p_i: a 4-digit number that is not a
+        year, an unclaimed letter/digit code, an identifier keyword not followed by a placeholder
+        ("my SSN is one two three ..."), an "@".
+        """
+        masked = PLACEHOLDER_RE.sub(" ", sanitized)
+        masked = abstraction.AGE_BAND_LABEL_RE.sub(" ", masked)
+        keep = 1.0
+        n_direct = sum(1 for e in entities if e.type in DIRECT_TYPES)
+        keep *= (1.0 - BASE_MISS_RATE) ** n_direct
+        for _ in _KEYWORD_RISK.finditer(sanitized):
+            keep *= 1.0 - _KEYWORD_RISK_P
+        for rx, p, check in _RISK_PATTERNS:
+            for m in rx.finditer(masked):
+                if check is None or check(m.group()):
+                    keep *= 1.0 - p
+        return round(1.0 - keep, 4)
+
+    # ------------------------------------------------------------------ detection
+    def _detect(self, text: str, session: PlaceholderSession | None) -> list[_Span]:
+        if not text.strip():
+            return []
+        results = self.analyzer.analyze(text=text, language="en", allow_list=self._allow or None)
+        raw = [_Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+        raw.extend(self._known_mentions(text, session))
+        return _merge(raw)
+
+    def _known_mentions(self, text: str, session) -> list[_Span]:
+        """Names/places the conversation already mapped, and the parts of multi-word names."""
+        if session is None or not hasattr(session, "originals"):
+            return []
+        revision = getattr(session, "revision", None)
+        key = id(session)
+        with self._lock:
+            cached = self._known_cache.get(key)
+        if cached is None or cached[0] != revision:
+            terms: dict[str, str] = {}
+            for etype in ("PERSON", "LOCATION", "FACILITY"):
+                for original in session.originals(etype):
+                    terms.setdefault(original, etype)
+                    if etype == "PERSON":
+                        for part in re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", original):
+                            if len(part) >= 3 and part[0].isupper() and not is_common_word(part):
+                                terms.setdefault(part, etype)
+            pattern = None
+            if terms:
+                alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+                pattern = re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)")
+            cached = (revision, pattern, terms)
+            with self._lock:
+                if len(self._known_cache) > 256:
+                    self._known_cache.clear()
+                self._known_cache[key] = cached
+        _, pattern, terms = cached
+        if pattern is None:
+            return []
+        return [_Span(terms[m.group()], m.start(), m.end(), 0.9) for m in pattern.finditer(text)]
+
+    # ------------------------------------------------------------------ substitution
+    def _substitute(self, text: str, spans: list[_Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
+        abst = self.config.abstraction
+        pieces: list[str] = []
+        entities: list[Entity] = []
+        pos = 0
+        for span in spans:
+            original = text[span.start : span.end]
+            replacement = None
+            if span.type == "AGE":
+                replacement = abstraction.generalize_age(original, abst.age_band_width)
+            elif span.type == "DATE" and abst.dates == "year":
+                replacement = abstraction.generalize_date(original)
+            elif span.type == "LOCATION" and abst.places == "state" and not _STATE_AFTER.match(text, span.end):
+                replacement = abstraction.generalize_place(original)
+            if replacement is None:
+                replacement = session.placeholder_for(span.type, original)
+            pieces.append(text[pos : span.start])
+            pieces.append(replacement)
+            pos = span.end
+            entities.append(Entity(span.type, span.start, span.end, original, replacement))
+        pieces.append(text[pos:])
+        return entities, "".join(pieces)
+
+    @staticmethod
+    def _verify(sanitized: str) -> None:
+        masked = PLACEHOLDER_RE.sub(" ", sanitized)
+        for name, rx in _VERIFY_PATTERNS:
+            m = rx.search(masked)
+            if m:
+                raise SanitizationError(f"verification found a residual {name} after substitution; nothing may be sent")
+
+
+def _merge(spans: list[_Span]) -> list[_Span]:
+    """Union of overlapping spans; the union takes the type of its best member."""
+    if not spans:
+        return []
+    spans = sorted(spans, key=lambda s: (s.start, -s.end))
+    merged: list[_Span] = []
+    group = [spans[0]]
+    end = spans[0].end
+    for span in spans[1:]:
+        if span.start < end:
+            group.append(span)
+            end = max(end, span.end)
+        else:
+            merged.append(_collapse(group, end))
+            group, end = [span], span.end
+    merged.append(_collapse(group, end))
+    return merged
+
+
+def _collapse(group: list[_Span], end: int) -> _Span:
+    start = group[0].start
+    if len(group) == 1:
+        return group[0]
+    best = max(group, key=lambda s: (s.score, _TYPE_PRIORITY.get(s.type, 3), s.end - s.start))
+    etype = best.type
+    # an age/date swallowed into a larger span cannot be generalized as such: type the union by
+    # the best member that covers it all when there is one
+    covering = [s for s in group if s.start == start and s.end == end]
+    if covering and best.type in ("AGE", "DATE") and best not in covering:
+        etype = max(covering, key=lambda s: (s.score, _TYPE_PRIORITY.get(s.type, 3))).type
+    return _Span(etype, start, end, max(s.score for s in group))
+
+
+_default: PromptSanitizer | None = None
+_default_lock = threading.Lock()
+
+
+def default_sanitizer() -> PromptSanitizer:
+    """A process-wide sanitizer with the shipped default config (built on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PromptSanitizer()
+        return _default
