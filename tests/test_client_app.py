@@ -13,6 +13,7 @@ from fedpriv.config import RunConfig
 from fedpriv.errors import PrivacyBudgetExhausted
 from fedpriv.modeling import adapter_state, build_lora_model, initial_adapter_state, load_base_model, load_tokenizer, state_num_bytes
 from simulations.synthetic import generate_federation, write_federation
+from strategies.testing import ensure_task_identity
 
 REQUIRED_METRICS = {"train_loss", "num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps"}
 
@@ -31,6 +32,7 @@ def _config(data_dir, **overrides) -> RunConfig:
 
 
 def _instruction(config: RunConfig, arrays: ArrayRecord, server_round: int, kind: str = "train") -> Message:
+    ensure_task_identity()  # Message() outside a Flower process needs a run/node identity
     record = ConfigRecord({**config.to_flower(), "server-round": server_round})
     return Message(RecordDict({"arrays": arrays, "config": record}), dst_node_id=1, message_type=kind)
 
