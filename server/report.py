@@ -51,8 +51,11 @@ def plot(record: RunRecord, path: Path) -> Path:
         ax_eps.set(title="Record-level ε", xticks=[], yticks=[])
     if len(perplexity) <= 12:
         ax_ppl.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_ppl, ax_eps):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

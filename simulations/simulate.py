@@ -59,7 +59,7 @@ def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bo
     from server.server_app import make_server_app
 
     if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        _quiet_third_party_noise()
     console = Console(stderr=True)
     console.print(
         f"[bold]fedpriv simulate[/]: profile={config.profile} clients={config.num_clients} rounds={config.rounds} "
@@ -87,6 +87,26 @@ def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bo
     if not (out / "report.md").exists():
         raise RuntimeError(f"the federation did not finish; see the log above and {out / 'metrics.json'}")
     return out
+
+
+class _DropDeprecationNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DEPRECATED FEATURE" not in record.getMessage()
+
+
+def _quiet_third_party_noise() -> None:
+    """Keep warnings that matter (rejected updates, failures); drop library deprecation chatter."""
+    import warnings
+
+    flwr_logger = logging.getLogger("flwr")
+    flwr_logger.setLevel(logging.WARNING)
+    flwr_logger.addFilter(_DropDeprecationNotice())
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _shutdown_ray() -> None:
