@@ -18,7 +18,9 @@ from fedpriv.errors import FedprivError
 # Order is the order shown in `fedpriv --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "simulations.commands",
+    "simulations.model_command",
     "client.gateway.ask_command",
+    "client.gateway.sanitize_command",
 )
 
 
