@@ -194,6 +194,20 @@ class LoraStrategy(FedAvg):
         nodes = wait_for_nodes(grid, max(self.min_available_nodes, sample_size))
         return sorted(self._rng.sample(nodes, sample_size))
 
+    def _node_message(
+        self, node_id: int, server_round: int, config: ConfigRecord, sent: dict, record_cache: dict, message_type: str
+    ) -> Message:
+        """One instruction: the node's arrays (one ArrayRecord per distinct layout) and its config."""
+        cache_key = tuple((k, v.shape) for k, v in sent.items())
+        if cache_key not in record_cache:
+            record_cache[cache_key] = to_array_record(sent)
+        cfg = ConfigRecord(dict(config))
+        cfg["server-round"] = server_round
+        for key, value in self.node_config(node_id, server_round, config).items():
+            cfg[key] = value
+        content = RecordDict({self.arrayrecord_key: record_cache[cache_key], self.configrecord_key: cfg})
+        return Message(content=content, message_type=message_type, dst_node_id=node_id, group_id=str(server_round))
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
@@ -219,17 +233,7 @@ class LoraStrategy(FedAvg):
             sent = self.arrays_for_node(node_id, global_arrays, train_keys)
             state.sent[node_id] = sent
             state.templates[node_id] = template_of({k: sent[k] for k in reply_keys})
-            cache_key = tuple((k, v.shape) for k, v in sent.items())
-            if cache_key not in record_cache:
-                record_cache[cache_key] = to_array_record(sent)
-            cfg = ConfigRecord(dict(config))
-            cfg["server-round"] = server_round
-            for key, value in self.node_config(node_id, server_round, config).items():
-                cfg[key] = value
-            content = RecordDict({self.arrayrecord_key: record_cache[cache_key], self.configrecord_key: cfg})
-            messages.append(
-                Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node_id, group_id=str(server_round))
-            )
+            messages.append(self._node_message(node_id, server_round, config, sent, record_cache, MessageType.TRAIN))
         state.validator = RoundValidator(server_round, state.templates, self.policy)
         self._rounds[server_round] = state
         for old in [r for r in self._rounds if r < server_round - 1]:
@@ -340,17 +344,7 @@ class LoraStrategy(FedAvg):
         record_cache: dict[Any, ArrayRecord] = {}
         for node_id in node_ids:
             sent = self.arrays_for_node(node_id, global_arrays, keys)
-            cache_key = tuple((k, v.shape) for k, v in sent.items())
-            if cache_key not in record_cache:
-                record_cache[cache_key] = to_array_record(sent)
-            cfg = ConfigRecord(dict(config))
-            cfg["server-round"] = server_round
-            for key, value in self.node_config(node_id, server_round, config).items():
-                cfg[key] = value
-            content = RecordDict({self.arrayrecord_key: record_cache[cache_key], self.configrecord_key: cfg})
-            messages.append(
-                Message(content=content, message_type=MessageType.EVALUATE, dst_node_id=node_id, group_id=str(server_round))
-            )
+            messages.append(self._node_message(node_id, server_round, config, sent, record_cache, MessageType.EVALUATE))
         log(INFO, "configure_evaluate: sampled %d nodes", len(node_ids))
         return messages
 
