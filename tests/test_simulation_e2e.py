@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,11 +18,16 @@ RECORD_LEVEL_KEYS = {"epsilon", "delta", "noise_multiplier", "sample_rate", "ste
 CLIENT_KEYS = {"client_id", "train_loss", "eval_perplexity", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps"}
 
 
-def _ray_processes() -> set[int]:
+def _ray_processes(ray_tmpdir: str) -> set[int]:
+    """Ray processes of this run only: they carry its private RAY_TMPDIR in their command lines
+    (other Ray clusters on the machine, e.g. a parallel job, must not count)."""
     found = set()
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "raylet" in cmd or "gcs_server" in cmd or "ray::" in cmd:
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if ray_tmpdir in cmd and proc.info["pid"] != os.getpid():
             found.add(proc.info["pid"])
     return found
 
@@ -26,11 +35,12 @@ def _ray_processes() -> set[int]:
 @pytest.mark.slow
 def test_three_clients_two_rounds(tmp_path) -> None:
     out = tmp_path / "run"
-    before = _ray_processes()
+    # A short private temp dir (Ray's socket paths must stay under 107 characters).
+    ray_tmpdir = tempfile.mkdtemp(prefix="fpray", dir="/tmp")
     proc = subprocess.run(
         [sys.executable, "-m", "fedpriv.cli", "simulate", "--num-clients", "3", "--rounds", "2",
          "--records-per-client", "60", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -63,7 +73,9 @@ def test_three_clients_two_rounds(tmp_path) -> None:
     assert (out / "perplexity_epsilon.png").stat().st_size > 10_000
 
     # No stray Ray processes outlive the run.
+    assert list(Path(ray_tmpdir).iterdir()), "the run did not use its private RAY_TMPDIR; the check below would be vacuous"
     deadline = time.time() + 20
-    while _ray_processes() - before and time.time() < deadline:
+    while _ray_processes(ray_tmpdir) and time.time() < deadline:
         time.sleep(1)
-    assert not _ray_processes() - before
+    assert not _ray_processes(ray_tmpdir)
+    shutil.rmtree(ray_tmpdir, ignore_errors=True)
