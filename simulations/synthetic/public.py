@@ -1,8 +1,10 @@
 """The public corpus: generic text of both domains, used to pretrain the default model.
 
 * general-medicine notes (primary care, urgent care, ED, hospitalist, nursing) composed from
-  interchangeable sections and phrasings, with common abbreviations but without any department's
-  jargon or note conventions, and de-identified (no names, MRNs, contact details);
+  interchangeable sections and phrasings, with common abbreviations; half of them also *mention*
+  terms of the departments (problem lists, referrals, outside records) in generic sentence frames,
+  but never use a department's note templates or conventions; de-identified (no names, MRNs,
+  contact details);
 * messages over all topics: mostly neutral style (standard spelling and punctuation, rare emoji),
   plus a minority written in a style drawn afresh for every message (population-level texting
   habits, never one user's consistent style).
