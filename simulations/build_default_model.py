@@ -99,6 +99,7 @@ class BuildReport:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    load_average: list[float] = field(default_factory=list)  # 1-min load at start and end (shared machine?)
     lora_check_seconds: float = 0.0
     folder_bytes: int = 0
     lora_check: dict[str, float | int | str] = field(default_factory=dict)
@@ -253,6 +254,7 @@ def build(
     cfg = cfg or BuildConfig()
     t_start = time.perf_counter()
     cpu_start = time.process_time()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     import random
 
@@ -376,6 +378,8 @@ def build(
     tokenizer.save_pretrained(out)
     report.wall_seconds = time.perf_counter() - t_start
     report.cpu_seconds = time.process_time() - cpu_start
+    if hasattr(os, "getloadavg"):
+        report.load_average = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     if lora_check:
         t_check = time.perf_counter()
         # Reloads the saved folder with Auto* classes (also proves it loads offline).
@@ -492,6 +496,12 @@ def _write_reports(out: Path, report: BuildReport) -> None:
     (out / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     size = f"{report.folder_bytes / 1e6:.2f} MB" if report.folder_bytes else "(see below)"
     lc = report.lora_check
+    load = " / ".join(f"{x:.2f}" for x in report.load_average) or "n/a"
+    load_note = (
+        f" (the machine was shared: times are inflated; on an idle 2-core machine a step takes ~0.4 s)"
+        if report.load_average and max(report.load_average) > cfg.threads + 0.5
+        else ""
+    )
     vocab_note = (
         f" (target {cfg.vocab_size}: the synthetic corpus has no more pairs with frequency >= 2)"
         if report.vocab_size < cfg.vocab_size
@@ -544,7 +554,8 @@ output is deterministic for a given seed, step count and thread count).
   (substitute or insert a corpus word); label smoothing {cfg.label_smoothing}. Without it, this template-generated corpus
   makes the model so overconfident that any off-template text (e.g. a client's own notes) scores worse than a random init
 - build time (corpus -> saved model): {report.wall_seconds:.1f}s wall, {report.cpu_seconds:.1f}s CPU on {cfg.threads} threads
-  (tokenizer {report.tokenizer_seconds:.1f}s, training {report.train_seconds:.1f}s); LoRA check afterwards {report.lora_check_seconds:.1f}s
+  (tokenizer {report.tokenizer_seconds:.1f}s, training {report.train_seconds:.1f}s); LoRA check afterwards {report.lora_check_seconds:.1f}s;
+  1-min load average at start/end {load}{load_note}
 - folder size: {size}
 {lora_md}
 - versions: {", ".join(f"{k} {v}" for k, v in report.versions.items())}

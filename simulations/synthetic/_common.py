@@ -112,7 +112,10 @@ def locate_spans(text: str, planted: Sequence[tuple[str, str]]) -> tuple[PIISpan
             continue
         start = text.find(value)
         while start != -1:
-            spans.add(PIISpan(kind, start, start + len(value), value))
+            end = start + len(value)
+            # Whole-token matches only ("Al" must not match inside "Also").
+            if (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
+                spans.add(PIISpan(kind, start, end, value))
             start = text.find(value, start + 1)
     return tuple(sorted(spans, key=lambda s: (s.start, s.end, s.type)))
 
