@@ -353,14 +353,20 @@ def _task_base(config, client: ClientTexts) -> float:
     return evaluate_adapter(_WORKER["models"], config, {}, _encode(client.held_out, config)).perplexity
 
 
+def _audit_spent(config, what: str, epsilon: float | None) -> None:
+    """After the fact: a device's measured record-level ε must not exceed the target it was run with
+    (`check_budget` refuses beforehand; this catches a calibration or accounting slip in the results)."""
+    target = config.target_epsilon if config.record_dp else None
+    if target and epsilon is not None and epsilon > target + 1e-9:
+        raise RuntimeError(f"{what} spent ε={epsilon} > {target}")
+
+
 def _task_local_only(config, client: ClientTexts) -> dict[str, Any]:
     from client.personalize import train_local_only
 
     started = time.perf_counter()
     result, _, outcome = train_local_only(_WORKER["models"], config, client.client_id, _encode(client.train, config), _encode(client.held_out, config))
-    target = config.target_epsilon if config.record_dp else None
-    if target and result.epsilon is not None and result.epsilon > target + 1e-9:
-        raise RuntimeError(f"local-only {client.client_id} spent ε={result.epsilon} > {target}")
+    _audit_spent(config, f"local-only {client.client_id}", result.epsilon)
     return {
         "perplexity": result.perplexity,
         "loss": result.loss,
@@ -383,9 +389,7 @@ def _task_personalize(config, strategy: str, client: ClientTexts, run_dir: str, 
         _WORKER["models"], config, strategy, client.client_id, global_state, Path(run_dir) / "devices" / client.client_id,
         _encode(client.train, config), held_out, spent_before=spent,
     )
-    target = config.target_epsilon if config.record_dp else None
-    if target and after.epsilon is not None and after.epsilon > target + 1e-9:
-        raise RuntimeError(f"{strategy} {client.client_id} spent ε={after.epsilon} > {target}")
+    _audit_spent(config, f"{strategy} {client.client_id}", after.epsilon)
     return {
         "global_only": global_only.perplexity,
         "federated_with_private_part": before.perplexity,

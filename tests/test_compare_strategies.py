@@ -248,6 +248,14 @@ def test_option_parsing():
     assert cs.settings_from_args(parser.parse_args(argv), argv).profile_labels() == ["custom"]
 
 
+def test_results_audit_refuses_a_device_over_its_target_epsilon():
+    private = RunConfig(dp="record", target_epsilon=8.0)
+    cs._audit_spent(private, "ok", 7.99)
+    with pytest.raises(RuntimeError, match="phone-03 spent"):
+        cs._audit_spent(private, "phone-03", 8.01)
+    cs._audit_spent(RunConfig(dp="none"), "no DP", None)
+
+
 # ---- end to end, with Ray --------------------------------------------------------------------------
 
 
