@@ -664,7 +664,7 @@ def model_info(name: str) -> dict[str, Any]:
     if build.is_file():
         with contextlib.suppress(ValueError):
             raw = json.loads(build.read_text())
-            info["build"] = {k: raw[k] for k in ("command", "heldout_perplexity", "parameters", "num_parameters") if k in raw}
+            info["build"] = {k: raw[k] for k in ("command", "param_count", "pretrained_perplexity") if k in raw}
     return info
 
 
