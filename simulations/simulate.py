@@ -94,13 +94,18 @@ class _DropDeprecationNotice(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
+# One instance: `addFilter` skips a filter already present, so repeated runs in one process
+# (compare_strategies runs dozens) do not stack copies on the flwr logger.
+_DROP_DEPRECATION_NOTICE = _DropDeprecationNotice()
+
+
 def _quiet_third_party_noise() -> None:
     """Keep warnings that matter (rejected updates, failures); drop library deprecation chatter."""
     import warnings
 
     flwr_logger = logging.getLogger("flwr")
     flwr_logger.setLevel(logging.WARNING)
-    flwr_logger.addFilter(_DropDeprecationNotice())
+    flwr_logger.addFilter(_DROP_DEPRECATION_NOTICE)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     from transformers.utils import logging as hf_logging
