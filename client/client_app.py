@@ -6,14 +6,13 @@ ffa, A for fedsa); the base model, the data and any private adapter part never d
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.device import Device, open_device
+from client.device import Device, device_seed, open_device
 from client.dp_training import encode, evaluate, train_locally
 from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, pop_strategy_config, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
@@ -66,11 +65,6 @@ def _client_record(device: Device, server_round: int) -> ConfigRecord:
     return ConfigRecord({"client-id": device.client_id, "server-round": server_round, "profile": device.profile})
 
 
-def _round_seed(config: RunConfig, client_id: str, server_round: int) -> int:
-    digest = hashlib.sha256(f"{config.seed}:{client_id}:{server_round}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     r = _setup(msg, context)
@@ -79,7 +73,7 @@ def train(msg: Message, context: Context) -> Message:
     _, start_perplexity = evaluate(r.model, held_out)
 
     ledger = r.device.load_ledger(context, r.config.accountant) if r.config.record_dp else None
-    outcome = train_locally(r.model, train_set, r.config, ledger, seed=_round_seed(r.config, r.device.client_id, r.server_round))
+    outcome = train_locally(r.model, train_set, r.config, ledger, seed=device_seed(r.config, r.device.client_id, str(r.server_round)))
     metrics: dict[str, float | int] = {
         "train_loss": outcome.train_loss,
         "num-examples": outcome.num_examples,

@@ -8,6 +8,7 @@ files; the simulator also gives each virtual device a state directory so ledgers
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,16 @@ from fedpriv.errors import DataError
 
 _LEDGER_RECORD = "privacy-ledger"
 _PRIVATE_RECORD = "private-adapter"
+# File names inside a device's state directory (`<state-dir>/<client-id>/`).
+LEDGER_FILE = "privacy_ledger.json"
+PRIVATE_FILE = "private_adapter.safetensors"
+
+
+def device_seed(config: RunConfig, client_id: str, purpose: str) -> int:
+    """A 32-bit seed for one piece of this device's training (a round number, "finetune", ...):
+    reproducible per (run seed, client, purpose) and different between devices."""
+    digest = hashlib.sha256(f"{config.seed}:{client_id}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 @dataclass
@@ -35,7 +46,7 @@ class Device:
         return self.split.client_id
 
     def ledger_path(self) -> Path | None:
-        return self.state_dir / self.client_id / "privacy_ledger.json" if self.state_dir else None
+        return self.state_dir / self.client_id / LEDGER_FILE if self.state_dir else None
 
     def load_ledger(self, context: Context, accountant: str) -> PrivacyLedger:
         path = self.ledger_path()
@@ -57,7 +68,7 @@ class Device:
     # ---- the adapter part that never leaves the device (fedsa: lora_B) ------------------------
 
     def _private_path(self) -> Path | None:
-        return self.state_dir / self.client_id / "private_adapter.safetensors" if self.state_dir else None
+        return self.state_dir / self.client_id / PRIVATE_FILE if self.state_dir else None
 
     def load_private_adapter(self, context: Context) -> dict[str, torch.Tensor] | None:
         if _PRIVATE_RECORD in context.state:

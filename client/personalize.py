@@ -15,21 +15,18 @@ accounting as the ClientApp (used by `simulations.compare_strategies`).
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
+from client.device import LEDGER_FILE, PRIVATE_FILE, device_seed
 from client.dp_training import TrainOutcome, evaluate, finetune_locally, train_locally
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model
-
-LEDGER_FILE = "privacy_ledger.json"
-PRIVATE_FILE = "private_adapter.safetensors"
 
 
 @dataclass(frozen=True)
@@ -43,11 +40,6 @@ class Evaluated:
 def total_local_epochs(config: RunConfig) -> int:
     """Epochs of local training a federated client does over the whole run (rounds + fine-tuning)."""
     return config.rounds * config.local_epochs + config.finetune_epochs
-
-
-def device_seed(config: RunConfig, client_id: str, purpose: str) -> int:
-    digest = hashlib.sha256(f"{config.seed}:{client_id}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 class BaseModelCache:
