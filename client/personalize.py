@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 
 from client.device import LEDGER_FILE, PRIVATE_FILE, device_seed
 from client.dp_training import TrainOutcome, evaluate, finetune_locally, train_locally
+from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mean_nll, mixture_loss, perplexity, token_log_probs
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
@@ -120,6 +121,16 @@ def train_local_only(
     return Evaluated(loss, perplexity, epsilon, outcome.round_steps), ledger, outcome
 
 
+@dataclass(frozen=True)
+class Personalization:
+    """One device's personalization, each evaluated on its held-out split."""
+
+    federated: Evaluated  # the global adapter + what the device kept (fedsa: its own lora_B)
+    finetuned: Evaluated  # ... then `finetune_epochs` epochs on the device
+    interpolated: Evaluated  # mixture λ·federated + (1 − λ)·finetuned (client.interpolation); no extra ε
+    global_weight: float  # λ
+
+
 def personalize(
     models: BaseModelCache,
     config: RunConfig,
@@ -132,13 +143,17 @@ def personalize(
     *,
     save_ledger: bool = True,
     spent_before: float | None = None,
-) -> tuple[Evaluated, Evaluated]:
-    """(federated + private part, federated + private part + fine-tuning) for one device.
+    global_weight: float = DEFAULT_GLOBAL_WEIGHT,
+) -> Personalization:
+    """Federated + private part, then fine-tuned, then the two interpolated, for one device.
 
     The fine-tuning trains what the device trained in the federation (ffa: B with the shared A
     frozen; fedavg / fedsa: A and B), for `config.finetune_epochs` epochs, continuing the device's
-    ledger (written back when `save_ledger`). Without fine-tuning epochs both results are the same.
+    ledger (written back when `save_ledger`). Without fine-tuning epochs all three are the same.
+    The interpolation mixes the two models' predictions with the fixed weight `global_weight`:
+    post-processing of what was already trained, so it spends nothing from the ledger.
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it)."""
+    check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
     if mode == "fedsa" and private is None:
         raise FileNotFoundError(f"{device_dir / PRIVATE_FILE}: a fedsa device must hold its own lora_B")
@@ -147,14 +162,23 @@ def personalize(
     load_adapter_state(model, complete_adapter(adapter_state(model), global_state, mode, private, config))
     spent = None if ledger is None else (spent_before if spent_before is not None else ledger.epsilon(config.delta))
     steps = ledger.steps if ledger is not None else 0
-    loss, perplexity = evaluate(model, held_out)
-    before = Evaluated(loss, perplexity, spent, steps)
+    federated_log_probs = token_log_probs(model, held_out)
+    federated = _evaluated(federated_log_probs, spent, steps)
     if config.finetune_epochs <= 0:
-        return before, before
+        return Personalization(federated, federated, federated, global_weight)
     set_trainable_for_mode(model, mode)
     finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
     if ledger is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
-    loss, perplexity = evaluate(model, held_out)
+    finetuned_log_probs = token_log_probs(model, held_out)
     spent = ledger.epsilon(config.delta) if ledger is not None else None
-    return before, Evaluated(loss, perplexity, spent, ledger.steps if ledger is not None else 0)
+    steps = ledger.steps if ledger is not None else 0
+    mixed = mixture_loss(federated_log_probs, finetuned_log_probs, global_weight)
+    return Personalization(
+        federated, _evaluated(finetuned_log_probs, spent, steps), Evaluated(mixed, perplexity(mixed), spent, steps), global_weight
+    )
+
+
+def _evaluated(log_probs: torch.Tensor, epsilon: float | None, steps: int) -> Evaluated:
+    loss = mean_nll(log_probs)
+    return Evaluated(loss, perplexity(loss), epsilon, steps)

@@ -133,7 +133,8 @@ def test_personalized_uses_the_private_part_and_finetuning(models, client_data, 
     with_private = evaluate_adapter(models, config, {**shared, **private}, held_out)
 
     steps_before = ledger.steps
-    before, after = personalize(models, config, "fedsa", client_id, shared, device_dir, train, held_out)
+    result = personalize(models, config, "fedsa", client_id, shared, device_dir, train, held_out)
+    before, after = result.federated, result.finetuned
     # Before fine-tuning it is exactly global A + the device's own B ...
     assert before.perplexity == pytest.approx(with_private.perplexity, rel=1e-6)
     assert before.perplexity != pytest.approx(global_only.perplexity, rel=1e-3)
@@ -145,6 +146,11 @@ def test_personalized_uses_the_private_part_and_finetuning(models, client_data, 
     assert before.epsilon < after.epsilon <= config.target_epsilon + 1e-9
     saved = PrivacyLedger.load(device_dir / LEDGER_FILE, config.accountant)
     assert saved.steps == after.steps  # the device's ledger continues
+    # The interpolation mixes the two models' predictions: no extra steps or ε, and (Jensen) a loss
+    # below the λ-weighted average of the two losses, since fine-tuning changed the predictions.
+    mixed, weight = result.interpolated, result.global_weight
+    assert (mixed.epsilon, mixed.steps) == (after.epsilon, after.steps)
+    assert mixed.loss < weight * before.loss + (1 - weight) * after.loss
 
     # The budget is now spent: personalizing again is refused, never silently over budget.
     with pytest.raises(PrivacyBudgetExhausted):
@@ -158,8 +164,8 @@ def test_personalize_refuses_without_ledger_or_private_part(models, client_data,
         personalize(models, config, "fedsa", client_id, {}, tmp_path / "nothing", train, held_out)
     with pytest.raises(FileNotFoundError):  # DP run without a ledger: unknown budget
         personalize(models, config, "ffa", client_id, {}, tmp_path / "nothing", train, held_out)
-    before, after = personalize(models, _config(dp="none", target_epsilon=0.0, finetune_epochs=0), "ffa", client_id, {}, tmp_path, train, held_out)
-    assert before == after and before.epsilon is None
+    result = personalize(models, _config(dp="none", target_epsilon=0.0, finetune_epochs=0), "ffa", client_id, {}, tmp_path, train, held_out)
+    assert result.federated == result.finetuned == result.interpolated and result.federated.epsilon is None
 
 
 # ---- the goal computation on a small synthetic table ---------------------------------------------

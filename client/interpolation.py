@@ -1,0 +1,70 @@
+"""Model interpolation: the device predicts with a mixture of the global model and its own.
+
+p(token) = λ · p_global(token) + (1 − λ) · p_private(token)
+
+This is "model interpolation", one of the three personalization schemes of Mansour et al. (2020,
+"Three Approaches for Personalization with Applications to Federated Learning"): the shared adapter
+keeps the federation's general knowledge, the private adapter (fine-tuned on the device, never sent)
+the device's own style, and the mixture is never worse than its better part by more than ln(1/λ)
+nats per token. Written here because peft combines adapters in weight space (add_weighted_adapter),
+not as a mixture of output distributions.
+
+Mixing two already-trained models is post-processing: it spends no privacy when λ is fixed in
+advance. Choosing λ on the device's own data would be a (small, unaccounted) use of that data, so a
+DP run keeps the fixed λ.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+IGNORE = -100
+DEFAULT_GLOBAL_WEIGHT = 0.5
+
+
+def check_weight(global_weight: float) -> float:
+    if not 0.0 <= global_weight <= 1.0 or math.isnan(global_weight):
+        raise ValueError(f"mixture weight of the global model must be in [0, 1], got {global_weight}")
+    return global_weight
+
+
+@torch.no_grad()
+def token_log_probs(model, dataset: TensorDataset, batch_size: int = 32) -> torch.Tensor:
+    """Log-probability the model gives each real (non-padding) next token, flattened in dataset order."""
+    model.eval()
+    out: list[torch.Tensor] = []
+    for input_ids, attention_mask, labels in DataLoader(dataset, batch_size=batch_size):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        targets = labels[:, 1:]
+        mask = targets != IGNORE
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        picked = log_probs.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        out.append(picked[mask])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def mixture_loss(global_log_probs: torch.Tensor, private_log_probs: torch.Tensor, global_weight: float) -> float:
+    """Mean token NLL of the λ-mixture, from each model's per-token log-probabilities."""
+    weight = check_weight(global_weight)
+    if global_log_probs.shape != private_log_probs.shape:
+        raise ValueError(f"log-probabilities of different token sets: {tuple(global_log_probs.shape)} vs {tuple(private_log_probs.shape)}")
+    if weight == 0.0:
+        return mean_nll(private_log_probs)
+    if weight == 1.0:
+        return mean_nll(global_log_probs)
+    return mean_nll(torch.logaddexp(global_log_probs + math.log(weight), private_log_probs + math.log(1.0 - weight)))
+
+
+def mean_nll(log_probs: torch.Tensor) -> float:
+    """Mean token NLL (nats), token-weighted like `client.dp_training.evaluate`."""
+    if log_probs.numel() == 0:
+        raise ValueError("no tokens to evaluate on")
+    return float(-log_probs.double().mean())
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
