@@ -26,6 +26,7 @@ _PRIVATE_RECORD = "private-adapter"
 # File names inside a device's state directory (`<state-dir>/<client-id>/`).
 LEDGER_FILE = "privacy_ledger.json"
 PRIVATE_FILE = "private_adapter.safetensors"
+PERSONALIZED_FILE = "personalized_adapter.safetensors"  # the fine-tuned adapter (fedpriv personalize)
 
 
 def device_seed(config: RunConfig, client_id: str, purpose: str) -> int:

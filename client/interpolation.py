@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-IGNORE = -100
+from client.dp_training import IGNORE
+from fedpriv.errors import ConfigError
+
 DEFAULT_GLOBAL_WEIGHT = 0.5
 
 
 def check_weight(global_weight: float) -> float:
     if not 0.0 <= global_weight <= 1.0 or math.isnan(global_weight):
-        raise ValueError(f"mixture weight of the global model must be in [0, 1], got {global_weight}")
+        raise ConfigError("global-weight", f"mixture weight of the global model must be in [0, 1], got {global_weight}")
     return global_weight
 
 

@@ -144,6 +144,7 @@ def personalize(
     save_ledger: bool = True,
     spent_before: float | None = None,
     global_weight: float = DEFAULT_GLOBAL_WEIGHT,
+    save_adapter: Path | None = None,
 ) -> Personalization:
     """Federated + private part, then fine-tuned, then the two interpolated, for one device.
 
@@ -152,7 +153,8 @@ def personalize(
     ledger (written back when `save_ledger`). Without fine-tuning epochs all three are the same.
     The interpolation mixes the two models' predictions with the fixed weight `global_weight`:
     post-processing of what was already trained, so it spends nothing from the ledger.
-    `spent_before`: the ε the federation already reported for this ledger (saves recomputing it)."""
+    `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
+    `save_adapter`: write the fine-tuned adapter (all its tensors) there, on the device."""
     check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
     if mode == "fedsa" and private is None:
@@ -170,6 +172,11 @@ def personalize(
     finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
     if ledger is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
+    if save_adapter is not None:
+        from safetensors.torch import save_file
+
+        Path(save_adapter).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in adapter_state(model).items()}, str(save_adapter))
     finetuned_log_probs = token_log_probs(model, held_out)
     spent = ledger.epsilon(config.delta) if ledger is not None else None
     steps = ledger.steps if ledger is not None else 0

@@ -18,6 +18,7 @@ from fedpriv.errors import FedprivError
 # Order is the order shown in `fedpriv --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "simulations.commands",
+    "simulations.personalize_command",
     "simulations.model_command",
     "client.gateway.ask_command",
     "client.gateway.sanitize_command",

@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fed.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
     fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt")
     fed.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
+    fed.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
+                     help="epochs of on-device fine-tuning to reserve for `fedpriv personalize` after the run (σ is calibrated to cover them)")
     fed.add_argument("--batch-size", type=int, default=defaults.batch_size, help="expected (Poisson) batch size")
     fed.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     fed.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len)
@@ -83,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         lora_rank=args.lora_rank,
         lora_targets=args.lora_targets,
         local_epochs=args.local_epochs,
+        finetune_epochs=args.finetune_epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,

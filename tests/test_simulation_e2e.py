@@ -39,7 +39,7 @@ def test_three_clients_two_rounds(tmp_path) -> None:
     ray_tmpdir = tempfile.mkdtemp(prefix="fpray", dir="/tmp")
     proc = subprocess.run(
         [sys.executable, "-m", "fedpriv.cli", "simulate", "--num-clients", "3", "--rounds", "2",
-         "--records-per-client", "60", "--out", str(out), "--no-progress"],
+         "--records-per-client", "60", "--finetune-epochs", "1", "--out", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -71,6 +71,16 @@ def test_three_clients_two_rounds(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "perplexity_epsilon.png" in report and "ε" in report
     assert (out / "perplexity_epsilon.png").stat().st_size > 10_000
+
+    # Personalization on the devices continues each device's ledger: ε grows past the federation's.
+    from simulations.personalize_command import personalize_run
+
+    personalized = personalize_run(out, progress=False)["clients"]
+    assert set(personalized) == set(record_level)
+    for client_id, result in personalized.items():
+        assert result["epsilon"] > record_level[client_id]["epsilon"]
+        assert result["dp_steps"] > record_level[client_id]["steps"]
+        assert (out / "devices" / client_id / "personalized_adapter.safetensors").is_file()
 
     # No stray Ray processes outlive the run.
     assert list(Path(ray_tmpdir).iterdir()), "the run did not use its private RAY_TMPDIR; the check below would be vacuous"
