@@ -5,8 +5,8 @@ p(token) = λ · p_global(token) + (1 − λ) · p_private(token)
 This is "model interpolation", one of the three personalization schemes of Mansour et al. (2020,
 "Three Approaches for Personalization with Applications to Federated Learning"): the shared adapter
 keeps the federation's general knowledge, the private adapter (fine-tuned on the device, never sent)
-the device's own style, and the mixture is never worse than its better part by more than ln(1/λ)
-nats per token. Written here because peft combines adapters in weight space (add_weighted_adapter),
+the device's own style, and the mixture's loss is at most the global model's + ln(1/λ) and the
+private model's + ln(1/(1 − λ)) nats per token (ln 2 each at λ = ½). Written here because peft combines adapters in weight space (add_weighted_adapter),
 not as a mixture of output distributions.
 
 Mixing two already-trained models is post-processing: it spends no privacy when λ is fixed in
@@ -68,5 +68,5 @@ def mean_nll(log_probs: torch.Tensor) -> float:
     return float(-log_probs.double().mean())
 
 
-def perplexity(loss: float) -> float:
+def perplexity_from_loss(loss: float) -> float:
     return math.exp(min(loss, 50.0))

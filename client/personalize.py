@@ -23,7 +23,7 @@ from torch.utils.data import TensorDataset
 
 from client.device import LEDGER_FILE, PRIVATE_FILE, device_seed
 from client.dp_training import TrainOutcome, evaluate, finetune_locally, train_locally
-from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mean_nll, mixture_loss, perplexity, token_log_probs
+from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mean_nll, mixture_loss, perplexity_from_loss, token_log_probs
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
@@ -182,10 +182,10 @@ def personalize(
     steps = ledger.steps if ledger is not None else 0
     mixed = mixture_loss(federated_log_probs, finetuned_log_probs, global_weight)
     return Personalization(
-        federated, _evaluated(finetuned_log_probs, spent, steps), Evaluated(mixed, perplexity(mixed), spent, steps), global_weight
+        federated, _evaluated(finetuned_log_probs, spent, steps), Evaluated(mixed, perplexity_from_loss(mixed), spent, steps), global_weight
     )
 
 
 def _evaluated(log_probs: torch.Tensor, epsilon: float | None, steps: int) -> Evaluated:
     loss = mean_nll(log_probs)
-    return Evaluated(loss, perplexity(loss), epsilon, steps)
+    return Evaluated(loss, perplexity_from_loss(loss), epsilon, steps)
