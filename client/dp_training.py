@@ -188,16 +188,32 @@ def _train_private(model, optimizer, loader, config: RunConfig, ledger: PrivacyL
 
 
 @torch.no_grad()
-def evaluate(model, dataset: TensorDataset, batch_size: int = 32) -> tuple[float, float]:
-    """(mean token NLL, perplexity) over a held-out set, token-weighted."""
+def token_log_probs(model, dataset: TensorDataset, batch_size: int = 32) -> torch.Tensor:
+    """Log-probability the model gives each real (non-padding) next token, flattened in dataset order."""
     model.eval()
-    total, count = 0.0, 0
+    out: list[torch.Tensor] = []
     for input_ids, attention_mask, labels in DataLoader(dataset, batch_size=batch_size):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        logits, shifted = _shifted(logits, labels)
-        mask = shifted != IGNORE
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
-        total += float(nll)
-        count += int(mask.sum())
-    loss = total / max(count, 1)
-    return loss, math.exp(min(loss, 50.0))
+        logits, targets = _shifted(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
+        mask = targets != IGNORE
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        picked = log_probs.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        out.append(picked[mask])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate(model, dataset: TensorDataset, batch_size: int = 32) -> tuple[float, float]:
+    """(mean token NLL, perplexity) over a held-out set, token-weighted (0 NLL if it has no tokens)."""
+    log_probs = token_log_probs(model, dataset, batch_size)
+    loss = mean_nll(log_probs) if log_probs.numel() else 0.0
+    return loss, perplexity_from_loss(loss)
+
+
+def mean_nll(log_probs: torch.Tensor) -> float:
+    """Mean token NLL (nats) of per-token log-probabilities, token-weighted."""
+    if log_probs.numel() == 0:
+        raise ValueError("no tokens to evaluate on")
+    return float(-log_probs.double().mean())
+
+
+def perplexity_from_loss(loss: float) -> float:
+    return math.exp(min(loss, 50.0))  # capped: a diverged model reports e^50, not an overflow

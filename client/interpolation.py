@@ -19,10 +19,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from client.dp_training import IGNORE
+from client.dp_training import mean_nll
 from fedpriv.errors import ConfigError
 
 DEFAULT_GLOBAL_WEIGHT = 0.5
@@ -32,21 +30,6 @@ def check_weight(global_weight: float) -> float:
     if not 0.0 <= global_weight <= 1.0 or math.isnan(global_weight):
         raise ConfigError("global-weight", f"mixture weight of the global model must be in [0, 1], got {global_weight}")
     return global_weight
-
-
-@torch.no_grad()
-def token_log_probs(model, dataset: TensorDataset, batch_size: int = 32) -> torch.Tensor:
-    """Log-probability the model gives each real (non-padding) next token, flattened in dataset order."""
-    model.eval()
-    out: list[torch.Tensor] = []
-    for input_ids, attention_mask, labels in DataLoader(dataset, batch_size=batch_size):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-        targets = labels[:, 1:]
-        mask = targets != IGNORE
-        log_probs = F.log_softmax(logits.float(), dim=-1)
-        picked = log_probs.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        out.append(picked[mask])
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def mixture_loss(global_log_probs: torch.Tensor, private_log_probs: torch.Tensor, global_weight: float) -> float:
@@ -59,14 +42,3 @@ def mixture_loss(global_log_probs: torch.Tensor, private_log_probs: torch.Tensor
     if weight == 1.0:
         return mean_nll(global_log_probs)
     return mean_nll(torch.logaddexp(global_log_probs + math.log(weight), private_log_probs + math.log(1.0 - weight)))
-
-
-def mean_nll(log_probs: torch.Tensor) -> float:
-    """Mean token NLL (nats), token-weighted like `client.dp_training.evaluate`."""
-    if log_probs.numel() == 0:
-        raise ValueError("no tokens to evaluate on")
-    return float(-log_probs.double().mean())
-
-
-def perplexity_from_loss(loss: float) -> float:
-    return math.exp(min(loss, 50.0))

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from client.device import LEDGER_FILE, PRIVATE_FILE, device_seed
-from client.dp_training import TrainOutcome, evaluate, finetune_locally, train_locally
-from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mean_nll, mixture_loss, perplexity_from_loss, token_log_probs
+from client.dp_training import TrainOutcome, evaluate, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs, train_locally
+from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mixture_loss
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig

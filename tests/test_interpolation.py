@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from client.dp_training import encode, evaluate
-from client.interpolation import mean_nll, mixture_loss, token_log_probs
+from client.dp_training import encode, evaluate, mean_nll, token_log_probs
+from client.interpolation import mixture_loss
 from client.personalize import BaseModelCache
 from fedpriv.config import RunConfig
 from fedpriv.modeling import load_tokenizer
