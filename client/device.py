@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import RunConfig
-from fedpriv.data import ClientSplit, load_client, read_client_file, split_records
+from fedpriv.data import ClientSplit, load_client, split_client_file
 from fedpriv.errors import DataError
 
 _LEDGER_RECORD = "privacy-ledger"
@@ -92,7 +92,7 @@ def open_device(context: Context, config: RunConfig) -> Device:
         path = Path(str(node["data-path"]))
         if not path.is_file():
             raise DataError(f"node config data-path: file not found: {path}")
-        split = split_records(path.stem, read_client_file(path), config.eval_fraction, config.seed)
+        split = split_client_file(path, config.eval_fraction, config.seed)
     elif config.data_dir:
         if "partition-id" not in node:
             raise DataError("node config has neither data-path nor partition-id: cannot find this device's data")

@@ -70,12 +70,16 @@ def split_records(client_id: str, texts: list[str], eval_fraction: float, seed: 
     return ClientSplit(client_id=client_id, train=train, held_out=held_out)
 
 
+def split_client_file(path: Path, eval_fraction: float, seed: int) -> ClientSplit:
+    """A client file's train / held-out split, exactly as the device with that file splits it."""
+    return split_records(Path(path).stem, read_client_file(Path(path)), eval_fraction, seed)
+
+
 def load_client(data_dir: Path, partition_id: int, eval_fraction: float, seed: int) -> ClientSplit:
     files = list_client_files(data_dir)
     if not 0 <= partition_id < len(files):
         raise DataError(f"{data_dir}: partition {partition_id} requested but only {len(files)} client files exist")
-    path = files[partition_id]
-    return split_records(path.stem, read_client_file(path), eval_fraction, seed)
+    return split_client_file(files[partition_id], eval_fraction, seed)
 
 
 def validate_data_dir(data_dir: Path) -> dict[str, int]:

@@ -301,12 +301,12 @@ class ClientTexts:
 
 
 def load_clients(data_dir: Path, settings: Settings) -> list[ClientTexts]:
-    """Every client's train / held-out split, exactly as its device splits it (`split_records`)."""
-    from fedpriv.data import list_client_files, read_client_file, split_records
+    """Every client's train / held-out split, exactly as its device splits it (`split_client_file`)."""
+    from fedpriv.data import list_client_files, split_client_file
 
     clients = []
     for path in list_client_files(data_dir):
-        split = split_records(path.stem, read_client_file(path), settings.eval_fraction, settings.seed)
+        split = split_client_file(path, settings.eval_fraction, settings.seed)
         clients.append(ClientTexts(split.client_id, split.train, split.held_out))
     return clients
 

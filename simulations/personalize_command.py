@@ -67,9 +67,9 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
     from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight
     from client.personalize import BaseModelCache, load_global_adapter, personalize
     from client.dp_training import encode
-    from fedpriv.data import list_client_files, read_client_file, split_records
+    from fedpriv.data import list_client_files, split_client_file
     from fedpriv.modeling import load_tokenizer
-    from strategies.registry import default_strategy_name
+    from server.server_app import strategy_name
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -80,7 +80,7 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
     if config.finetune_epochs <= 0:
         raise ConfigError("finetune-epochs", "the run reserved no fine-tuning epochs; pass --finetune-epochs N")
     weight = check_weight(DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight)
-    mode = default_strategy_name(config.client_dp) if config.strategy == "auto" else config.strategy
+    mode = strategy_name(config)
     if mode not in MODES:
         raise ConfigError("strategy", f"personalization supports runs of {', '.join(MODES)}, not {mode!r}")
     adapter_dir = run_dir / "adapters" / "final"
@@ -98,7 +98,7 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
     tokenizer = load_tokenizer(config.model)
     results: dict[str, Any] = {}
     for client_id in _progress(wanted, progress):
-        split = split_records(client_id, read_client_file(files[client_id]), config.eval_fraction, config.seed)
+        split = split_client_file(files[client_id], config.eval_fraction, config.seed)
         device_dir = state_dir / client_id
         result = personalize(
             models, config, mode, client_id, global_state, device_dir,
