@@ -50,6 +50,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fedpriv.data import ClientSplit, list_client_files, split_client_file
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("docs/results")
 DEFAULT_REPORT = Path("docs/results.md")
@@ -293,22 +295,9 @@ def _config_from_key(key: tuple):
     return RunConfig(**dict(zip(_SIGMA_FIELDS, key)))
 
 
-@dataclass(frozen=True)
-class ClientTexts:
-    client_id: str
-    train: list[str]
-    held_out: list[str]
-
-
-def load_clients(data_dir: Path, settings: Settings) -> list[ClientTexts]:
+def load_clients(data_dir: Path, settings: Settings) -> list[ClientSplit]:
     """Every client's train / held-out split, exactly as its device splits it (`split_client_file`)."""
-    from fedpriv.data import list_client_files, split_client_file
-
-    clients = []
-    for path in list_client_files(data_dir):
-        split = split_client_file(path, settings.eval_fraction, settings.seed)
-        clients.append(ClientTexts(split.client_id, split.train, split.held_out))
-    return clients
+    return [split_client_file(path, settings.eval_fraction, settings.seed) for path in list_client_files(data_dir)]
 
 
 def prepare_data(profile: str, settings: Settings, runs_dir: Path) -> Path:
@@ -365,7 +354,7 @@ def _encode(texts: list[str], config) -> Any:
     return encode(_WORKER["tokenizer"], texts, config.max_seq_len)
 
 
-def _task_base(config, client: ClientTexts) -> float:
+def _task_base(config, client: ClientSplit) -> float:
     from client.personalize import evaluate_adapter
 
     return evaluate_adapter(_WORKER["models"], config, {}, _encode(client.held_out, config)).perplexity
@@ -379,7 +368,7 @@ def _audit_spent(config, what: str, epsilon: float | None) -> None:
         raise RuntimeError(f"{what} spent ε={epsilon} > {target}")
 
 
-def _task_local_only(config, client: ClientTexts) -> dict[str, Any]:
+def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
     from client.personalize import train_local_only
 
     started = time.perf_counter()
@@ -396,7 +385,7 @@ def _task_local_only(config, client: ClientTexts) -> dict[str, Any]:
     }
 
 
-def _task_personalize(config, strategy: str, client: ClientTexts, run_dir: str, spent: float | None, global_weight: float) -> dict[str, Any]:
+def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, spent: float | None, global_weight: float) -> dict[str, Any]:
     from client.personalize import evaluate_adapter, load_global_adapter, personalize
 
     started = time.perf_counter()
