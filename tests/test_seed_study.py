@@ -1,0 +1,116 @@
+"""simulations.seed_study: pooling over seeds, bootstrap intervals, and resuming a study from the
+per-seed results it finds (no federation is run here: the per-seed results are written by hand)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from simulations import compare_strategies as cs
+from simulations import seed_study as ss
+
+PASSTHROUGH = ["--profiles", "hospital", "--epsilons", "none,8", "--strategies", "fedavg"]
+
+
+def _results(perplexities: dict[str, dict[str, tuple[float, float, float]]], settings: dict | None = None) -> dict:
+    """A results.json with per-client (global-only, local-only, personalized) per ε label."""
+    epsilons = {}
+    for label, clients in perplexities.items():
+        epsilons[label] = {
+            "epsilon": None if label == "none" else float(label),
+            "local_only": {c: {"perplexity": l} for c, (_, l, _) in clients.items()},
+            "runs": {"fedavg": {"clients": {c: {"global_only": g, "personalized": p} for c, (g, _, p) in clients.items()}}},
+        }
+    return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0}
+
+
+# Gains min(g, l) − p per client: seed 0: none 10, 6 → 8; ε=8 4, 2 → 3.  seed 1: none 2, 2 → 2; ε=8 3, 1 → 2.
+# seed 2: none 5, 3 → 4; ε=8 −1, 1 → 0.
+SEEDS = {
+    0: {"none": {"a": (100, 110, 90), "b": (50, 40, 34)}, "8": {"a": (200, 190, 186), "b": (80, 90, 78)}},
+    1: {"none": {"a": (30, 31, 28), "b": (30, 29, 27)}, "8": {"a": (60, 70, 57), "b": (50, 51, 49)}},
+    2: {"none": {"a": (100, 90, 85), "b": (70, 80, 67)}, "8": {"a": (120, 121, 121), "b": (99, 98, 97)}},
+}
+
+
+def test_pool_is_the_ratio_of_mean_gains_with_per_seed_ratios_and_an_interval():
+    study = ss.pool({s: _results(p) for s, p in SEEDS.items()})
+    (item,) = study["gain_kept"]
+    assert (item["profile"], item["strategy"], item["seeds"]) == ("hospital", "fedavg", 3)
+    assert item["gain_non_private"] == pytest.approx((8 + 2 + 4) / 3)
+    assert item["gain_private"] == pytest.approx((3 + 2 + 0) / 3)
+    assert item["kept"] == pytest.approx(5 / 14)  # not the mean of the per-seed ratios (3/8 + 1 + 0) / 3
+    assert {s: v["kept"] for s, v in item["per_seed"].items()} == pytest.approx({0: 3 / 8, 1: 1.0, 2: 0.0})
+    def nats(seed: int, label: str) -> float:
+        clients = SEEDS[seed][label].values()
+        return sum(math.log(min(g, l)) - math.log(p) for g, l, p in clients) / len(clients)
+
+    assert item["kept_nats"] == pytest.approx(sum(nats(s, "8") for s in SEEDS) / sum(nats(s, "none") for s in SEEDS))
+    assert item["per_seed"][0]["kept_nats"] == pytest.approx(nats(0, "8") / nats(0, "none"))
+    low, high = item["interval"]
+    assert 0.0 <= low <= item["kept"] <= high <= 1.0  # resampled ratios lie within the per-seed extremes
+    assert not item["goal_met"] and not item["goal_met_at_lower_bound"]
+    by_privacy = {w["privacy"]: w for w in study["win_share"]}
+    # no DP: seed 0 both win (90 < 100, 110; 34 < 40, 50), seed 1 both, seed 2 both -> 6/6
+    assert (by_privacy["none"]["wins"], by_privacy["none"]["clients"]) == (6, 6) and by_privacy["none"]["goal_met"]
+    # ε=8: seed 0 2, seed 1 2, seed 2 only b (97 < 98, 99) -> 5/6
+    assert (by_privacy["8"]["wins"], by_privacy["8"]["clients"]) == (5, 6)
+    assert by_privacy["8"]["per_seed"] == pytest.approx({0: 1.0, 1: 1.0, 2: 0.5})
+
+
+def test_pooled_gain_kept_is_undefined_without_a_positive_non_private_gain():
+    losing = {"none": {"a": (10, 10, 12)}, "8": {"a": (10, 10, 9)}}
+    (item,) = ss.pool({0: _results(losing), 1: _results(losing)})["gain_kept"]
+    assert item["kept"] is None and item["interval"] is None and not item["goal_met"]
+
+
+def test_bootstrap_interval_covers_the_statistic_and_is_none_when_mostly_undefined():
+    low, high = ss.bootstrap_interval([1.0, 2.0, 3.0, 4.0], lambda xs: sum(xs) / len(xs))
+    assert 1.0 <= low < 2.5 < high <= 4.0
+    assert ss.bootstrap_interval([1.0, -1.0], lambda xs: None if min(xs) < 0 else 1.0) is None  # 75 % of resamples undefined
+
+
+def test_parse_seeds():
+    assert ss.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert ss.parse_seeds("4, 0-1") == [4, 0, 1]
+    for bad in ("x", "3-1", "1,1", "5"):
+        with pytest.raises(SystemExit):
+            ss.parse_seeds(bad)
+
+
+def _settings_for(seed: int, out) -> dict:
+    argv = [*PASSTHROUGH, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--runs-dir", "ignored"]
+    settings = cs.settings_from_args(cs.build_parser().parse_args(argv), argv)
+    return json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings))))
+
+
+def test_a_study_resumes_from_finished_seeds_and_writes_its_report(tmp_path):
+    out = tmp_path / "study"
+    for seed, perplexities in SEEDS.items():
+        (out / f"seed-{seed}").mkdir(parents=True)
+        (out / f"seed-{seed}" / "results.json").write_text(json.dumps(_results(perplexities, _settings_for(seed, out))))
+    assert ss.main(["--seeds", "0-2", "--out", str(out), *PASSTHROUGH]) == 0  # every seed reused: no federation runs
+    study = json.loads((out / "seeds.json").read_text())
+    assert study["reused"] == [0, 1, 2] and study["gain_kept"][0]["kept"] == pytest.approx(5 / 14)
+    report = (out / "results-seeds.md").read_text()
+    assert "seed_study --seeds 0-2" in report and "36%" in report  # 5/14
+    assert (out / "seeds.png").stat().st_size > 5_000
+
+
+def test_a_study_refuses_per_seed_results_made_with_other_settings(tmp_path):
+    out = tmp_path / "study"
+    settings = _settings_for(0, out)
+    settings["learning_rate"] = 0.5
+    (out / "seed-0").mkdir(parents=True)
+    (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], settings)))
+    with pytest.raises(SystemExit, match="learning_rate"):
+        ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
+    assert not (out / "seeds.json").exists()
+
+
+def test_a_study_refuses_a_single_seed_option(tmp_path):
+    with pytest.raises(SystemExit, match="--seed"):
+        ss.main(["--seeds", "0-1", "--seed", "3", "--out", str(tmp_path)])
