@@ -3,10 +3,11 @@
     python -m simulations.seed_study --seeds 0-5 --profiles hospital --epsilons none,8 --strategies fedavg
 
 One seed of `simulations.compare_strategies` draws one synthetic federation (4 hospitals), one
-train/held-out split and one set of DP noise. Its gain kept at ε = 8 swung from 66 % (seed 0) to
-93 % (seed 1) with nothing else changed, so a single seed cannot say whether a goal is met. This runs
+train/held-out split and one set of DP noise. Its hospital gain kept at ε = 8 ranged from 66 % to
+189 % over seeds 0-5 with nothing else changed, so a single seed cannot say whether a goal is met. This runs
 the same comparison once per seed (every option except `--seed`, `--out`, `--report` and
-`--runs-dir` is passed to compare_strategies unchanged) and pools:
+`--runs-dir` is passed to compare_strategies unchanged; with `--data DIR` the seeds vary the
+train/held-out split and the DP noise, not the data) and pools:
 
 * **win share** over every (seed, client) pair, with a 95 % bootstrap interval over seeds;
 * **gain kept** at ε = 8 as the ratio of the mean gains over seeds,
