@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.device import Device, device_seed, open_device
+from client.device import Device, device_seed, open_device, read_instruction
 from client.dp_training import encode, evaluate, train_locally
-from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, pop_strategy_config, set_trainable_for_mode, split_adapter
+from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_tokenizer
 
@@ -34,23 +34,21 @@ class Round:
 
 
 def _setup(msg: Message, context: Context) -> Round:
-    # The server sends the whole run config with every instruction, so all devices train with the
-    # same settings whichever way the federation was started; strategies add their own keys.
-    values = dict(msg.content["config"])
-    server_round = int(values.pop("server-round"))
-    plan = pop_strategy_config(values)
-    config = RunConfig.from_flower(values)
+    instruction = read_instruction(msg.content["config"])
+    config, plan = instruction.config, instruction.plan
     device = open_device(context, config)
     tokenizer = load_tokenizer(config.model)
     model = build_lora_model(config)  # at the rank the server asked for (hetlora sets lora-rank)
-    load_adapter_state(model, _full_adapter(msg, context, device, plan, adapter_state(model)))
-    set_trainable_for_mode(model, plan.mode)
-    return Round(config, plan, server_round, device, tokenizer, model)
-
-
-def _full_adapter(msg: Message, context: Context, device: Device, plan: ClientPlan, fresh: dict) -> dict:
-    """Complete the adapter from what the server sent and what stays on this device."""
     received = msg.content["arrays"].to_torch_state_dict()
+    load_adapter_state(model, _full_adapter(received, context, device, plan, adapter_state(model)))
+    # Kept (with a state dir) so the device can personalize after the federation; never sent.
+    device.save_received_global(received, msg.content["config"], msg.metadata.message_type, context.run_id)
+    set_trainable_for_mode(model, plan.mode)
+    return Round(config, plan, instruction.server_round, device, tokenizer, model)
+
+
+def _full_adapter(received: dict, context: Context, device: Device, plan: ClientPlan, fresh: dict) -> dict:
+    """Complete the adapter from what the server sent and what stays on this device."""
     if plan.mode == "ffa" and plan.a_seed is not None:
         # A is frozen at the shared seeded init: rebuilt here, never downloaded or uploaded.
         return apply_shared_lora_A({**fresh, **received}, plan.a_seed, plan.a_init)

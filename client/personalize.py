@@ -10,24 +10,45 @@ accounting as the ClientApp (used by `simulations.compare_strategies`).
   lora_B) and fine-tuned for `finetune_epochs` more local epochs (`finetune_locally`), paid from the
   device's ledger of the federation: the accounting continues and `finetune_locally` refuses
   (PrivacyBudgetExhausted) if the fine-tuning would push ε past `target_epsilon`.
+
+`personalize_device` runs the personalized method on one real device after the federation, from
+what the device kept in its own folder (`client.device`): the last global adapter it received, the
+run config it came with, its ledger and, for fedsa, its lora_B (`fedpriv personalize --device`).
+`personalize_split` and `summarize` are shared with `fedpriv personalize RUN_DIR` (simulated runs).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
 
-from client.device import LEDGER_FILE, PRIVATE_FILE, device_seed
-from client.dp_training import TrainOutcome, evaluate, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs, train_locally
+from client.device import (
+    LEDGER_FILE,
+    PERSONALIZED_FILE,
+    PRIVATE_FILE,
+    ReceivedGlobal,
+    device_seed,
+    devices_with_global,
+    load_received_global,
+)
+from client.dp_training import TrainOutcome, encode, evaluate, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs, train_locally
 from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mixture_loss
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
-from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model
+from fedpriv.data import ClientSplit, read_client_file, split_records
+from fedpriv.errors import ConfigError, DataError
+from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model, load_tokenizer
+
+PERSONALIZABLE_MODES = ("fedavg", "ffa", "fedsa")  # hetlora: the server's global adapter is at another rank
+RESULT_FILE = "personalization.json"
 
 
 @dataclass(frozen=True)
@@ -189,3 +210,101 @@ def personalize(
 def _evaluated(log_probs: torch.Tensor, epsilon: float | None, steps: int) -> Evaluated:
     loss = mean_nll(log_probs)
     return Evaluated(loss, perplexity_from_loss(loss), epsilon, steps)
+
+
+# ---- after the federation: `fedpriv personalize` (a simulated run's devices, or one real device) ----
+
+
+def personalization_config(config: RunConfig, mode: str, finetune_epochs: int | None = None) -> RunConfig:
+    """The run's config to personalize with (`finetune_epochs` overrides the run's; under DP the
+    ledger still caps the budget). ConfigError if there is nothing to fine-tune or the mode can't be."""
+    if finetune_epochs is not None:
+        if finetune_epochs <= 0:
+            raise ConfigError("finetune-epochs", f"must be at least 1 to personalize, got {finetune_epochs}")
+        config = dataclasses.replace(config, finetune_epochs=finetune_epochs)
+    if config.finetune_epochs <= 0:
+        raise ConfigError("finetune-epochs", "the run reserved no fine-tuning epochs; pass --finetune-epochs N")
+    if mode not in PERSONALIZABLE_MODES:
+        raise ConfigError("strategy", f"personalization supports runs of {', '.join(PERSONALIZABLE_MODES)}, not {mode!r}")
+    return config
+
+
+def personalize_split(
+    models: BaseModelCache, tokenizer, config: RunConfig, mode: str, split: ClientSplit,
+    global_state: dict[str, torch.Tensor], device_dir: Path, global_weight: float,
+) -> dict[str, Any]:
+    """`personalize` one device on its own split, keeping the fine-tuned adapter in `device_dir`
+    (PERSONALIZED_FILE); the device's row of the personalization summary."""
+    adapter_path = Path(device_dir) / PERSONALIZED_FILE
+    result = personalize(
+        models, config, mode, split.client_id, global_state, Path(device_dir),
+        encode(tokenizer, split.train, config.max_seq_len), encode(tokenizer, split.held_out, config.max_seq_len),
+        global_weight=global_weight, save_adapter=adapter_path,
+    )
+    return {
+        "federated_perplexity": result.federated.perplexity,
+        "finetuned_perplexity": result.finetuned.perplexity,
+        "personalized_perplexity": result.interpolated.perplexity,
+        "epsilon": result.finetuned.epsilon,
+        "dp_steps": result.finetuned.steps,
+        "adapter": str(adapter_path),
+    }
+
+
+def summarize(config: RunConfig, mode: str, global_weight: float, clients: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """What `fedpriv personalize` writes to personalization.json (and prints)."""
+    return {"strategy": mode, "finetune_epochs": config.finetune_epochs, "global_weight": global_weight,
+            "delta": config.delta if config.record_dp else None, **extra, "clients": clients}
+
+
+def _device_to_personalize(state_dir: Path, client_id: str | None = None) -> str:
+    """The client id under a real device's state dir: the given one, else the only one that kept a
+    global adapter. DataError / ConfigError naming what is missing or ambiguous."""
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        raise DataError(f"{state_dir}: state directory not found (the SuperNode's node config state-dir)")
+    if client_id:
+        return client_id
+    found = devices_with_global(state_dir)
+    if not found:
+        raise DataError(f"{state_dir}: no global adapter persisted for any device; "
+                        "run the federation first with state-dir set in the SuperNode's node config")
+    if len(found) > 1:
+        raise ConfigError("client-id", f"{state_dir} holds several devices ({', '.join(found)}); choose one with --client-id")
+    return found[0]
+
+
+def personalize_device(state_dir: Path, data_path: Path, client_id: str | None = None, finetune_epochs: int | None = None,
+                       global_weight: float | None = None) -> dict[str, Any]:
+    """Personalize one real device after the federation from `<state_dir>/<client_id>/` (the last
+    global adapter it received and its run config, its ledger, fedsa: its lora_B) and its data file.
+
+    The data is split exactly as the device split it in the federation (by client id and the run's
+    seed), so the held-out part is still never trained on. Under record-level DP the fine-tuning is
+    paid from the device's ledger and refused past `target_epsilon`; the ledger, the fine-tuned
+    adapter and personalization.json are written to the device folder only after it succeeded."""
+    client_id = _device_to_personalize(state_dir, client_id)
+    device_dir = Path(state_dir) / client_id
+    received = load_received_global(device_dir)
+    data_path = Path(data_path)
+    if not data_path.is_file():
+        raise DataError(f"{data_path}: data file not found (the device's node config data-path)")
+    plan = received.instruction.plan
+    config = personalization_config(received.instruction.config, plan.mode, finetune_epochs)
+    if plan.mode == "ffa" and plan.a_seed is not None and (plan.a_seed, plan.a_init) != (config.seed, "kaiming_uniform"):
+        # complete_adapter rebuilds the frozen A the way fedpriv's server asks for it (seed, kaiming_uniform).
+        raise ConfigError("lora-a-seed", f"ffa with a shared A of seed {plan.a_seed} ({plan.a_init}) is not the run's seed {config.seed}: cannot rebuild it")
+    weight = check_weight(DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight)
+    split = split_records(client_id, read_client_file(data_path), config.eval_fraction, config.seed)
+    row = personalize_split(BaseModelCache(config.model), load_tokenizer(config.model), config, plan.mode, split,
+                            received.state, device_dir, weight)
+    summary = summarize(config, plan.mode, weight, {client_id: row}, **_origin(received, config, data_path))
+    (device_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _origin(received: ReceivedGlobal, config: RunConfig, data_path: Path) -> dict[str, Any]:
+    return {"global_adapter": {"rounds_aggregated": received.rounds_aggregated, "rounds": config.rounds,
+                               "server_round": received.instruction.server_round, "message_type": received.message_type,
+                               "run_id": received.run_id},
+            "target_epsilon": config.target_epsilon if config.record_dp else None, "data": str(data_path)}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedpriv.errors import DataError
+from fedpriv.files import write_atomically
 
 # (noise_multiplier, sample_rate, steps): exactly Opacus' accountant history format.
 Segment = tuple[float, float, int]
@@ -65,13 +64,7 @@ class PrivacyLedger:
 
     def save(self, path: Path) -> None:
         """Atomic write (temp file + rename) so a crash never leaves a half-written ledger."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path, accountant: str) -> PrivacyLedger:

@@ -1,4 +1,5 @@
-"""CLI: `fedpriv personalize RUN_DIR` — personalize every device of a finished simulated run.
+"""CLI: `fedpriv personalize RUN_DIR` — personalize every device of a finished simulated run;
+`fedpriv personalize --device STATE_DIR --data FILE` — personalize one real device after the federation.
 
 Each device of the run (its data split, its privacy ledger and, for fedsa, its private lora_B, all
 under the run's `devices/<client-id>/`) fine-tunes the final global adapter on its own train split
@@ -7,6 +8,11 @@ federated and the fine-tuned model (`client.interpolation`). The fine-tuned adap
 the device's own folder (`personalized_adapter.safetensors`); nothing is sent anywhere. With a
 record-level budget (`--target-epsilon E`) the run must have reserved the fine-tuning in it
 (`fedpriv simulate --finetune-epochs N --target-epsilon E`), otherwise the devices refuse.
+
+A real device (a SuperNode with node config `state-dir`) keeps the last global adapter it received
+and the run config in `STATE_DIR/<client-id>/`; `--device STATE_DIR --data FILE` fine-tunes from
+there in the same way, paying from that device's own ledger (`client.personalize.personalize_device`),
+and writes the fine-tuned adapter and personalization.json to that folder.
 """
 
 from __future__ import annotations
@@ -18,21 +24,23 @@ from typing import Any
 
 from fedpriv.errors import ConfigError, DataError
 
-MODES = ("fedavg", "ffa", "fedsa")
-RESULT_FILE = "personalization.json"
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from client.interpolation import DEFAULT_GLOBAL_WEIGHT
 
     cmd = subparsers.add_parser(
         "personalize",
-        help="fine-tune a finished simulated run's global adapter on every device and report the personalized models",
+        help="fine-tune the final global adapter on a simulated run's devices (RUN_DIR) or on one real device (--device)",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    cmd.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `fedpriv simulate`")
-    cmd.add_argument("--clients", default="", help="comma-separated client ids (default: every device of the run)")
+    cmd.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None, help="a run directory written by `fedpriv simulate`")
+    cmd.add_argument("--clients", default="", help="RUN_DIR: comma-separated client ids (default: every device of the run)")
+    cmd.add_argument("--device", metavar="STATE_DIR", default=None,
+                     help="personalize a real device instead: its SuperNode's node config state-dir")
+    cmd.add_argument("--data", metavar="FILE", default=None, help="--device: the device's data file (its node config data-path)")
+    cmd.add_argument("--client-id", default=None,
+                     help="--device: the device's folder in STATE_DIR; if not given, the only one holding a global adapter")
     cmd.add_argument("--finetune-epochs", type=int, default=None, help="override the run's finetune-epochs (under DP the ledger still caps the budget)")
     cmd.add_argument("--global-weight", type=float, default=DEFAULT_GLOBAL_WEIGHT, metavar="LAMBDA",
                      help="personalized = LAMBDA x federated + (1 - LAMBDA) x fine-tuned model (fixed: spends no privacy)")
@@ -61,28 +69,17 @@ def load_run_config(run_dir: Path):
 def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_epochs: int | None = None,
                     global_weight: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Personalize the run's devices; returns (and writes to RUN_DIR/personalization.json) the results."""
-    import dataclasses
-
-    from client.device import PERSONALIZED_FILE
     from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight
-    from client.personalize import BaseModelCache, load_global_adapter, personalize
-    from client.dp_training import encode
+    from client.personalize import RESULT_FILE, BaseModelCache, load_global_adapter, personalization_config, personalize_split, summarize
     from fedpriv.data import list_client_files, split_client_file
     from fedpriv.modeling import load_tokenizer
     from server.server_app import strategy_name
 
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    if finetune_epochs is not None:
-        if finetune_epochs <= 0:
-            raise ConfigError("finetune-epochs", f"must be at least 1 to personalize, got {finetune_epochs}")
-        config = dataclasses.replace(config, finetune_epochs=finetune_epochs)
-    if config.finetune_epochs <= 0:
-        raise ConfigError("finetune-epochs", "the run reserved no fine-tuning epochs; pass --finetune-epochs N")
+    run_config = load_run_config(run_dir)
+    mode = strategy_name(run_config)
+    config = personalization_config(run_config, mode, finetune_epochs)
     weight = check_weight(DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight)
-    mode = strategy_name(config)
-    if mode not in MODES:
-        raise ConfigError("strategy", f"personalization supports runs of {', '.join(MODES)}, not {mode!r}")
     adapter_dir = run_dir / "adapters" / "final"
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise DataError(f"{adapter_dir}: no final global adapter; did the run finish?")
@@ -99,22 +96,8 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
     results: dict[str, Any] = {}
     for client_id in _progress(wanted, progress):
         split = split_client_file(files[client_id], config.eval_fraction, config.seed)
-        device_dir = state_dir / client_id
-        result = personalize(
-            models, config, mode, client_id, global_state, device_dir,
-            encode(tokenizer, split.train, config.max_seq_len), encode(tokenizer, split.held_out, config.max_seq_len),
-            global_weight=weight, save_adapter=device_dir / PERSONALIZED_FILE,
-        )
-        results[client_id] = {
-            "federated_perplexity": result.federated.perplexity,
-            "finetuned_perplexity": result.finetuned.perplexity,
-            "personalized_perplexity": result.interpolated.perplexity,
-            "epsilon": result.finetuned.epsilon,
-            "dp_steps": result.finetuned.steps,
-            "adapter": str(device_dir / PERSONALIZED_FILE),
-        }
-    summary = {"strategy": mode, "finetune_epochs": config.finetune_epochs, "global_weight": weight,
-               "delta": config.delta if config.record_dp else None, "clients": results}
+        results[client_id] = personalize_split(models, tokenizer, config, mode, split, global_state, state_dir / client_id, weight)
+    summary = summarize(config, mode, weight, results)
     (run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -129,16 +112,40 @@ def _progress(items: list[str], show: bool):
 
 
 def _personalize(args: argparse.Namespace) -> int:
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()] or None
+    _check_target(args)
+    from client.personalize import RESULT_FILE, personalize_device
+
     try:
-        summary = personalize_run(Path(args.run_dir), clients, args.finetune_epochs, args.global_weight)
+        if args.device is not None:
+            summary = personalize_device(Path(args.device), Path(args.data), args.client_id, args.finetune_epochs, args.global_weight)
+            (client_id,) = summary["clients"]
+            result_path = Path(args.device) / client_id / RESULT_FILE
+        else:
+            clients = [c.strip() for c in args.clients.split(",") if c.strip()] or None
+            summary = personalize_run(Path(args.run_dir), clients, args.finetune_epochs, args.global_weight)
+            result_path = Path(args.run_dir) / RESULT_FILE
     except FileNotFoundError as err:  # a DP device without its ledger, a fedsa device without its B
         raise DataError(str(err)) from err
-    _print(summary, Path(args.run_dir))
+    _print(summary, result_path)
     return 0
 
 
-def _print(summary: dict[str, Any], run_dir: Path) -> None:
+def _check_target(args: argparse.Namespace) -> None:
+    """Exactly one of RUN_DIR (a simulated run) and --device (a real device), with its own options."""
+    if (args.run_dir is None) == (args.device is None):
+        raise ConfigError("RUN_DIR / --device", "give exactly one: RUN_DIR (a simulated run) or --device STATE_DIR --data FILE (a real device)")
+    if args.device is not None:
+        if not args.data:
+            raise ConfigError("--data", "--device needs the device's data file: --data FILE")
+        if args.clients:
+            raise ConfigError("--clients", "selects devices of a simulated run (RUN_DIR); with --device use --client-id")
+    else:
+        for flag, value in (("--data", args.data), ("--client-id", args.client_id)):
+            if value:
+                raise ConfigError(flag, "only applies with --device STATE_DIR")
+
+
+def _print(summary: dict[str, Any], result_path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -153,5 +160,9 @@ def _print(summary: dict[str, Any], run_dir: Path) -> None:
     console.print(table)
     if summary["delta"] is None:
         console.print("record-level DP off: no formal privacy guarantee for the fine-tuning")
-    console.print(f"fine-tuned adapters stay in each device's folder; results: {run_dir / RESULT_FILE}")
+    origin = summary.get("global_adapter")
+    if origin is not None and origin["rounds_aggregated"] < origin["rounds"]:
+        console.print(f"note: the device's last global adapter holds {origin['rounds_aggregated']} of the run's "
+                      f"{origin['rounds']} rounds (it did not receive the final one)")
+    console.print(f"fine-tuned adapters stay in each device's folder; results: {result_path}")
 
