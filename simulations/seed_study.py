@@ -209,19 +209,24 @@ def plot(study: dict[str, Any], out: Path) -> Path:
         ax_gain.bar([x + 0.2 for x in xs], [item["per_seed"][s]["gain_private"] for s in seeds], 0.4, color="#0072b2", label=f"ε={item['epsilon']:g}")
         ax_gain.axhline(0, color="k", linewidth=0.8)
         ax_gain.set(title=f"{item['profile']} / {item['strategy']}: personalization gain", ylabel="perplexity points saved over min(global, local)")
+        ax_kept.set_title(f"gain kept at ε={item['epsilon']:g}")
         values = [100 * (item["per_seed"][s]["kept"] if item["per_seed"][s]["kept"] is not None else math.nan) for s in seeds]
-        ax_kept.bar(xs, values, color="#0072b2", label="one seed")
-        if item["kept"] is not None:
-            ax_kept.axhline(100 * item["kept"], color="k", label=f"pooled {cs._pct(item['kept'])}")
-        if item["interval"] is not None:
-            ax_kept.axhspan(100 * item["interval"][0], 100 * item["interval"][1], color="k", alpha=0.12, label="95 % bootstrap interval")
-        ax_kept.axhline(100 * cs.GOAL_GAIN_KEPT, color="r", linestyle=":", label="goal")
-        ax_kept.set(title=f"gain kept at ε={item['epsilon']:g}", ylabel="% of the non-private gain")
-        for ax in (ax_gain, ax_kept):
-            ax.set_xticks(list(xs), [str(s) for s in seeds])
-            ax.set_xlabel("seed")
-            ax.grid(axis="y", alpha=0.3)
-            ax.legend(fontsize=7)
+        if all(math.isnan(v) for v in values):
+            ax_kept.text(0.5, 0.5, "undefined on every seed:\nno positive non-private gain to keep", ha="center", va="center", transform=ax_kept.transAxes)
+            ax_kept.set(xticks=[], yticks=[])
+        else:
+            ax_kept.bar(xs, values, color="#0072b2", label="one seed")
+            if item["kept"] is not None:
+                ax_kept.axhline(100 * item["kept"], color="k", label=f"pooled {cs._pct(item['kept'])}")
+            if item["interval"] is not None:
+                ax_kept.axhspan(100 * item["interval"][0], 100 * item["interval"][1], color="k", alpha=0.12, label="95 % bootstrap interval")
+            ax_kept.axhline(100 * cs.GOAL_GAIN_KEPT, color="r", linestyle=":", label="goal")
+            ax_kept.set(ylabel="% of the non-private gain", xticks=list(xs), xticklabels=[str(s) for s in seeds], xlabel="seed")
+            ax_kept.grid(axis="y", alpha=0.3)
+            ax_kept.legend(fontsize=7)
+        ax_gain.set(xticks=list(xs), xticklabels=[str(s) for s in seeds], xlabel="seed")
+        ax_gain.grid(axis="y", alpha=0.3)
+        ax_gain.legend(fontsize=7)
     fig.tight_layout()
     path = out / "seeds.png"
     fig.savefig(path, dpi=110)
