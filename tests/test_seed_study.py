@@ -114,3 +114,11 @@ def test_a_study_refuses_per_seed_results_made_with_other_settings(tmp_path):
 def test_a_study_refuses_a_single_seed_option(tmp_path):
     with pytest.raises(SystemExit, match="--seed"):
         ss.main(["--seeds", "0-1", "--seed", "3", "--out", str(tmp_path)])
+
+
+def test_a_study_refuses_a_seed_folder_holding_another_seed(tmp_path):
+    out = tmp_path / "study"
+    (out / "seed-0").mkdir(parents=True)
+    (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], _settings_for(1, out))))  # seed 1's results in seed-0/
+    with pytest.raises(SystemExit, match="holds seed 1, not 0"):
+        ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
