@@ -59,9 +59,12 @@ def load_run_config(run_dir: Path):
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(f"{metrics_path}: no readable 'config' section ({err})") from err
     values = {k: v for k, v in values.items() if v is not None}
-    # Paths were recorded relative to where `simulate` ran; the run's own copies work from anywhere.
+    # The run's own data and device folders win over the recorded paths: those were recorded relative
+    # to where `simulate` ran, and for a copied run folder they name the original's devices, whose
+    # ledgers must not be spent by personalizing the copy. (A --state-dir or --data outside the run
+    # folder has no copy inside it, so its recorded path is used.)
     for key, own in (("data_dir", run_dir / "data"), ("state_dir", run_dir / "devices")):
-        if own.is_dir() and not Path(str(values.get(key, ""))).is_dir():
+        if own.is_dir():
             values[key] = str(own)
     return RunConfig.from_flower(values)
 

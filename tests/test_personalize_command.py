@@ -52,6 +52,19 @@ def test_personalize_fine_tunes_on_the_device_and_keeps_the_adapter_there(tmp_pa
     assert r["epsilon"] is None
 
 
+def test_a_copied_run_personalizes_its_own_devices_not_the_originals(tmp_path, monkeypatch):
+    import shutil
+
+    run_dir, _ = _fake_run(tmp_path)
+    (run_dir / "devices" / "hospital-00-cardiology").mkdir(parents=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    monkeypatch.chdir(tmp_path)  # the recorded paths still name the original, which still exists
+    assert main(["personalize", str(copy), "--clients", "hospital-00-cardiology"]) == 0
+    assert (copy / "devices" / "hospital-00-cardiology" / "personalized_adapter.safetensors").is_file()
+    assert not list(run_dir.glob("devices/*/personalized_adapter.safetensors"))  # the original is untouched
+
+
 def test_dp_run_without_a_ledger_refuses_and_writes_nothing(tmp_path, capsys):
     run_dir, _ = _fake_run(tmp_path, dp="record", target_epsilon=2.0, accountant="rdp")
     assert main(["personalize", str(run_dir)]) == 2
