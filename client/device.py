@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import ClientPlan, pop_strategy_config
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, load_client, split_client_file
 from fedpriv.errors import DataError
-from fedpriv.files import write_atomically
+from fedpriv.files import write_atomically, write_tensors_atomically
 
 _LEDGER_RECORD = "privacy-ledger"
 _PRIVATE_RECORD = "private-adapter"
@@ -158,7 +158,7 @@ class Device:
         context.state[_PRIVATE_RECORD] = ArrayRecord({k: v.contiguous() for k, v in state.items()})
         path = self._private_path()
         if path is not None:
-            write_atomically(path, save({k: v.contiguous() for k, v in state.items()}))
+            write_tensors_atomically(path, state)
 
     # ---- the last global adapter received, for personalizing after the federation -------------
 
@@ -169,7 +169,7 @@ class Device:
         folder = self.folder()
         if folder is None:
             return
-        write_atomically(folder / GLOBAL_ADAPTER_FILE, save({k: v.contiguous() for k, v in received.items()}))
+        write_tensors_atomically(folder / GLOBAL_ADAPTER_FILE, received)
         record = {"message_type": message_type, "run_id": run_id, "instruction": dict(instruction)}
         write_atomically(folder / RUN_CONFIG_FILE, json.dumps(record, indent=2))
 

@@ -45,6 +45,7 @@ from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_traina
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, read_client_file, split_records
 from fedpriv.errors import ConfigError, DataError
+from fedpriv.files import write_tensors_atomically
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model, load_tokenizer
 
 PERSONALIZABLE_MODES = ("fedavg", "ffa", "fedsa")  # hetlora: the server's global adapter is at another rank
@@ -194,10 +195,7 @@ def personalize(
     if ledger is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
     if save_adapter is not None:
-        from safetensors.torch import save_file
-
-        Path(save_adapter).parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in adapter_state(model).items()}, str(save_adapter))
+        write_tensors_atomically(Path(save_adapter), adapter_state(model))
     finetuned_log_probs = token_log_probs(model, held_out)
     spent = ledger.epsilon(config.delta) if ledger is not None else None
     steps = ledger.steps if ledger is not None else 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+import torch
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:
@@ -21,3 +24,10 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_tensors_atomically(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """A state dict as safetensors, written atomically (adapters the device keeps next to its ledger)."""
+    from safetensors.torch import save
+
+    write_atomically(path, save({k: v.detach().contiguous() for k, v in tensors.items()}))
