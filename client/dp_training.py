@@ -7,6 +7,7 @@ bounds each record's gradient regardless of its length.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -103,10 +104,13 @@ def finetune_locally(model, dataset: TensorDataset, config: RunConfig, ledger: P
 
 
 def train_locally(
-    model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int, epochs: int | None = None
+    model, dataset: TensorDataset, config: RunConfig, ledger: PrivacyLedger | None, seed: int, epochs: int | None = None,
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> TrainOutcome:
     """One round of local training (`epochs`, default `local_epochs`). With DP, `ledger` is extended
-    in place with the steps taken."""
+    in place with the steps taken. Without DP, `after_epoch(epochs_done)` runs after every epoch and
+    stops the training when it returns True (early stopping, `client.selection`); under DP it is
+    refused, since looking at the data between epochs is not covered by the accounting."""
     epochs = config.local_epochs if epochs is None else epochs
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -114,16 +118,21 @@ def train_locally(
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     model.train()
     if not config.record_dp:
-        return _train_plain(model, optimizer, loader, epochs, len(dataset), config.batch_size)
+        return _train_plain(model, optimizer, loader, epochs, len(dataset), config.batch_size, after_epoch)
+    if after_epoch is not None:
+        raise ValueError("a per-epoch callback (early stopping) is not allowed under record-level DP")
     if ledger is None:
         raise ValueError("DP training needs a privacy ledger")
     return _train_private(model, optimizer, loader, config, ledger, len(dataset), epochs)
 
 
-def _train_plain(model, optimizer, loader, epochs: int, num_records: int, batch_size: int) -> TrainOutcome:
+def _train_plain(
+    model, optimizer, loader, epochs: int, num_records: int, batch_size: int, after_epoch: Callable[[int], bool] | None = None
+) -> TrainOutcome:
     losses: list[float] = []
     steps = 0
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        model.train()  # after_epoch may have evaluated (eval mode)
         for input_ids, attention_mask, labels in loader:
             optimizer.zero_grad()
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -132,6 +141,8 @@ def _train_plain(model, optimizer, loader, epochs: int, num_records: int, batch_
             optimizer.step()
             losses.append(loss.item())
             steps += 1
+        if after_epoch is not None and after_epoch(epoch):
+            break
     return TrainOutcome(sum(losses) / len(losses), num_records, steps, 0.0, sample_rate_for(num_records, batch_size))
 
 

@@ -11,7 +11,7 @@ not as a mixture of output distributions.
 
 Mixing two already-trained models is post-processing: it spends no privacy when λ is fixed in
 advance. Choosing λ on the device's own data would be a (small, unaccounted) use of that data, so a
-DP run keeps the fixed λ.
+record-level DP run keeps the fixed λ; without it, `client.selection` chooses λ on a validation slice.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from client.device import (
 from client.dp_training import TrainOutcome, encode, evaluate, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs, train_locally
 from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mixture_loss
 from client.privacy_ledger import PrivacyLedger
+from client.selection import EarlyStopped, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
 from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, read_client_file, split_records
@@ -58,6 +59,7 @@ class Evaluated:
     perplexity: float
     epsilon: float | None = None  # record-level ε the device has spent for this model (None without DP)
     steps: int = 0  # DP-SGD steps in the device's ledger for this model (0 without DP)
+    epochs: int = 0  # epochs of local training this model got on the device (after the federation, if any)
 
 
 def total_local_epochs(config: RunConfig) -> int:
@@ -131,16 +133,24 @@ def evaluate_adapter(models: BaseModelCache, config: RunConfig, state: dict[str,
 
 def train_local_only(
     models: BaseModelCache, config: RunConfig, client_id: str, train_set: TensorDataset, held_out: TensorDataset
-) -> tuple[Evaluated, PrivacyLedger | None, TrainOutcome]:
+) -> tuple[Evaluated, PrivacyLedger | None, TrainOutcome | EarlyStopped]:
     """Local-only baseline: a fresh adapter, `total_local_epochs(config)` epochs on the device's own
-    train split, with a fresh ledger and the federated client's σ; never more than `target_epsilon`."""
+    train split, with a fresh ledger and the federated client's σ; never more than `target_epsilon`.
+    Without record-level DP (and a validation fraction): up to that many epochs, keeping the best on
+    the validation slice, exactly as the personalized fine-tuning is selected (`client.selection`)."""
     model = models.lora_model(config)
     set_trainable_for_mode(model, "fedavg")  # a plain LoRA: A and B trained
+    seed = device_seed(config, client_id, "local-only")
+    if selection_active(config):
+        fit, validation = split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
+        stopped = train_with_early_stopping(model, fit, validation, config, seed, total_local_epochs(config))
+        loss, perplexity = evaluate(model, held_out)
+        return Evaluated(loss, perplexity, epochs=stopped.epochs), None, stopped
     ledger = PrivacyLedger(accountant=config.accountant) if config.record_dp else None
-    outcome = train_locally(model, train_set, config, ledger, device_seed(config, client_id, "local-only"), epochs=total_local_epochs(config))
+    outcome = train_locally(model, train_set, config, ledger, seed, epochs=total_local_epochs(config))
     loss, perplexity = evaluate(model, held_out)
     epsilon = ledger.epsilon(config.delta) if ledger is not None else None
-    return Evaluated(loss, perplexity, epsilon, outcome.round_steps), ledger, outcome
+    return Evaluated(loss, perplexity, epsilon, outcome.round_steps, total_local_epochs(config)), ledger, outcome
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class Personalization:
     finetuned: Evaluated  # ... then `finetune_epochs` epochs on the device
     interpolated: Evaluated  # mixture λ·federated + (1 − λ)·finetuned (client.interpolation); no extra ε
     global_weight: float  # λ
+    selected_on_validation: bool = False  # epochs and λ chosen on a validation slice (no record-level DP)
 
 
 def personalize(
@@ -165,7 +176,7 @@ def personalize(
     *,
     save_ledger: bool = True,
     spent_before: float | None = None,
-    global_weight: float = DEFAULT_GLOBAL_WEIGHT,
+    global_weight: float | None = None,
     save_adapter: Path | None = None,
 ) -> Personalization:
     """Federated + private part, then fine-tuned, then the two interpolated, for one device.
@@ -173,11 +184,15 @@ def personalize(
     The fine-tuning trains what the device trained in the federation (ffa: B with the shared A
     frozen; fedavg / fedsa: A and B), for `config.finetune_epochs` epochs, continuing the device's
     ledger (written back when `save_ledger`). Without fine-tuning epochs all three are the same.
-    The interpolation mixes the two models' predictions with the fixed weight `global_weight`:
-    post-processing of what was already trained, so it spends nothing from the ledger.
+    The interpolation mixes the two models' predictions with the weight `global_weight` (None: the
+    default λ): post-processing of what was already trained, so it spends nothing from the ledger.
+    Without record-level DP (`client.selection`), the fine-tuning instead runs up to
+    `total_local_epochs(config)` epochs on the train split minus a validation slice, keeps its best
+    epoch there, and λ (unless given) is the grid value best on the same slice.
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
     `save_adapter`: write the fine-tuned adapter (all its tensors) there, on the device."""
-    check_weight(global_weight)
+    if global_weight is not None:
+        check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
     if mode == "fedsa" and private is None:
         raise FileNotFoundError(f"{device_dir / PRIVATE_FILE}: a fedsa device must hold its own lora_B")
@@ -188,10 +203,21 @@ def personalize(
     steps = ledger.steps if ledger is not None else 0
     federated_log_probs = token_log_probs(model, held_out)
     federated = _evaluated(federated_log_probs, spent, steps)
+    weight = DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight
     if config.finetune_epochs <= 0:
-        return Personalization(federated, federated, federated, global_weight)
+        return Personalization(federated, federated, federated, weight)
     set_trainable_for_mode(model, mode)
-    finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
+    selecting = selection_active(config)
+    if selecting:
+        fit, validation = split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
+        federated_on_validation = token_log_probs(model, validation)
+        stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
+        if global_weight is None:
+            weight = choose_global_weight(federated_on_validation, token_log_probs(model, validation))
+        epochs = stopped.epochs
+    else:
+        finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
+        epochs = config.finetune_epochs
     if ledger is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
     if save_adapter is not None:
@@ -199,15 +225,16 @@ def personalize(
     finetuned_log_probs = token_log_probs(model, held_out)
     spent = ledger.epsilon(config.delta) if ledger is not None else None
     steps = ledger.steps if ledger is not None else 0
-    mixed = mixture_loss(federated_log_probs, finetuned_log_probs, global_weight)
+    mixed = mixture_loss(federated_log_probs, finetuned_log_probs, weight)
     return Personalization(
-        federated, _evaluated(finetuned_log_probs, spent, steps), Evaluated(mixed, perplexity_from_loss(mixed), spent, steps), global_weight
+        federated, _evaluated(finetuned_log_probs, spent, steps, epochs), Evaluated(mixed, perplexity_from_loss(mixed), spent, steps, epochs),
+        weight, selecting,
     )
 
 
-def _evaluated(log_probs: torch.Tensor, epsilon: float | None, steps: int) -> Evaluated:
+def _evaluated(log_probs: torch.Tensor, epsilon: float | None, steps: int, epochs: int = 0) -> Evaluated:
     loss = mean_nll(log_probs)
-    return Evaluated(loss, perplexity_from_loss(loss), epsilon, steps)
+    return Evaluated(loss, perplexity_from_loss(loss), epsilon, steps, epochs)
 
 
 # ---- after the federation: `fedpriv personalize` (a simulated run's devices, or one real device) ----
@@ -229,7 +256,7 @@ def personalization_config(config: RunConfig, mode: str, finetune_epochs: int | 
 
 def personalize_split(
     models: BaseModelCache, tokenizer, config: RunConfig, mode: str, split: ClientSplit,
-    global_state: dict[str, torch.Tensor], device_dir: Path, global_weight: float,
+    global_state: dict[str, torch.Tensor], device_dir: Path, global_weight: float | None,
 ) -> dict[str, Any]:
     """`personalize` one device on its own split, keeping the fine-tuned adapter in `device_dir`
     (PERSONALIZED_FILE); the device's row of the personalization summary."""
@@ -245,12 +272,17 @@ def personalize_split(
         "personalized_perplexity": result.interpolated.perplexity,
         "epsilon": result.finetuned.epsilon,
         "dp_steps": result.finetuned.steps,
+        "finetune_epochs": result.finetuned.epochs,
+        "global_weight": result.global_weight,
+        "selected_on_validation": result.selected_on_validation,
         "adapter": str(adapter_path),
     }
 
 
-def summarize(config: RunConfig, mode: str, global_weight: float, clients: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """What `fedpriv personalize` writes to personalization.json (and prints)."""
+def summarize(config: RunConfig, mode: str, global_weight: float | None, clients: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """What `fedpriv personalize` writes to personalization.json (and prints). `global_weight` None:
+    λ was chosen per device (each client's row has its own); `finetune_epochs` is the run's setting,
+    each row has the epochs the device kept."""
     return {"strategy": mode, "finetune_epochs": config.finetune_epochs, "global_weight": global_weight,
             "delta": config.delta if config.record_dp else None, **extra, "clients": clients}
 
@@ -292,7 +324,7 @@ def personalize_device(state_dir: Path, data_path: Path, client_id: str | None =
     if plan.mode == "ffa" and plan.a_seed is not None and (plan.a_seed, plan.a_init) != (config.seed, "kaiming_uniform"):
         # complete_adapter rebuilds the frozen A the way fedpriv's server asks for it (seed, kaiming_uniform).
         raise ConfigError("lora-a-seed", f"ffa with a shared A of seed {plan.a_seed} ({plan.a_init}) is not the run's seed {config.seed}: cannot rebuild it")
-    weight = check_weight(DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight)
+    weight = None if global_weight is None else check_weight(global_weight)
     split = split_records(client_id, read_client_file(data_path), config.eval_fraction, config.seed)
     row = personalize_split(BaseModelCache(config.model), load_tokenizer(config.model), config, plan.mode, split,
                             received.state, device_dir, weight)

@@ -48,6 +48,9 @@ class RunConfig:
     learning_rate: float = 5e-3
     max_seq_len: int = 64
     eval_fraction: float = 0.2
+    # personalization without record-level DP: this fraction of the train split picks the epochs and
+    # the mixture weight (client.selection); 0 = fixed epochs and λ, as under DP
+    validation_fraction: float = 0.2
     # aggregation (strategies/): auto = ffa under client-level DP, else fedavg
     strategy: str = "auto"
     client_ranks: str = ""  # hetlora: "client-id=rank,..." (others train at lora-rank)
@@ -147,6 +150,8 @@ class RunConfig:
             raise ConfigError("max-seq-len", "must be at least 8 tokens")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("eval-fraction", f"must be in (0, 1), got {self.eval_fraction}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError("validation-fraction", f"must be in [0, 1), got {self.validation_fraction}")
         if self.dp not in DP_MODES:
             raise ConfigError("dp", f"must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
         if self.strategy not in STRATEGIES:

@@ -31,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fed.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     fed.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
                      help="epochs of on-device fine-tuning to reserve for `fedpriv personalize` after the run (σ is calibrated to cover them)")
+    fed.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
+                     help="without record-level DP: fraction of each device's train split on which `fedpriv personalize` picks "
+                          "its fine-tuning epochs and mixture weight (0 = fixed)")
     fed.add_argument("--batch-size", type=int, default=defaults.batch_size, help="expected (Poisson) batch size")
     fed.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     fed.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len)
@@ -86,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         lora_targets=args.lora_targets,
         local_epochs=args.local_epochs,
         finetune_epochs=args.finetune_epochs,
+        validation_fraction=args.validation_fraction,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,

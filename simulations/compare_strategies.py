@@ -21,6 +21,11 @@ on Ray, a fresh run folder per configuration), then on each client's held-out sp
   the device then predicts with the mixture λ·federated + (1 − λ)·fine-tuned of the two models'
   next-token distributions (`client.interpolation`, λ = `--global-weight`, fixed, so no extra ε).
   The fine-tuned model alone is reported too, as an ablation.
+* **without DP** (`client.selection`, `--validation-fraction`, default 0.2; 0 = the fixed protocol
+  above): local-only and the fine-tuning both train up to `rounds * local_epochs + finetune_epochs`
+  epochs on the train split minus a validation slice and keep their best epoch on that slice, and
+  λ (unless `--global-weight` is given) is the grid value best on it. Under DP the selection would be
+  an unaccounted use of the data, so DP runs keep the fixed epochs and λ = 0.5.
 
 Reported per (profile, ε, strategy): the share of clients whose personalized perplexity is below both
 their global-only and their local-only perplexity (goal ≥ 80 %); the personalization gain
@@ -91,8 +96,11 @@ class Settings:
     batch_size: int = 16
     max_seq_len: int = 64
     # personalized = λ·(federated model) + (1 − λ)·(fine-tuned model), mixed at the output
-    # (client.interpolation). λ = ½ was fixed before any run, not tuned on the held-out splits.
-    global_weight: float = 0.5
+    # (client.interpolation). None: λ = ½ under DP (fixed before any run, never tuned on the held-out
+    # splits), chosen on the validation slice without DP; a number: that λ everywhere.
+    global_weight: float | None = None
+    # Without DP: the fraction of each train split that selects epochs and λ (client.selection).
+    validation_fraction: float = 0.2
     max_grad_norm: float = 0.3  # per-record gradient norms are ~0.5-1 here: clipping all of them raises signal/noise
     delta: float = 1e-5
     # RDP: a (slightly looser) upper bound on the PRV/PLD ε, ~10x faster to evaluate on multi-round
@@ -125,6 +133,7 @@ class Settings:
             learning_rate=self.learning_rate,
             max_seq_len=self.max_seq_len,
             eval_fraction=self.eval_fraction,
+            validation_fraction=self.validation_fraction,
             strategy=strategy,
             dp="none" if epsilon is None else "record",
             target_epsilon=0.0 if epsilon is None else float(epsilon),
@@ -379,13 +388,15 @@ def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
         "loss": result.loss,
         "epsilon": result.epsilon,
         "dp_steps": result.steps,
-        "noise_multiplier": outcome.noise_multiplier,
-        "train_loss": outcome.train_loss,
+        "epochs": result.epochs,
+        "noise_multiplier": getattr(outcome, "noise_multiplier", 0.0),
+        "train_loss": getattr(outcome, "train_loss", None),
+        "validation_loss": getattr(outcome, "validation_loss", None),
         "wall_time_s": time.perf_counter() - started,
     }
 
 
-def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, spent: float | None, global_weight: float) -> dict[str, Any]:
+def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, spent: float | None, global_weight: float | None) -> dict[str, Any]:
     from client.personalize import evaluate_adapter, load_global_adapter, personalize
 
     started = time.perf_counter()
@@ -403,6 +414,8 @@ def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, 
         "finetuned": result.finetuned.perplexity,
         "personalized": result.interpolated.perplexity,
         "global_weight": result.global_weight,
+        "finetune_epochs": result.finetuned.epochs,
+        "selected_on_validation": result.selected_on_validation,
         "epsilon_after_federation": result.federated.epsilon,
         "epsilon_after_finetune": result.finetuned.epsilon,
         "dp_steps": result.finetuned.steps,
@@ -746,7 +759,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         f"learning rate {s['learning_rate']:g} (AdamW); batch {s['batch_size']} (Poisson under DP); max {s['max_seq_len']} tokens",
         f"- federation: {s['rounds']} rounds × {s['local_epochs']} local epoch, every client every round; "
         f"then {s['finetune_epochs']} fine-tuning epochs on the device; local-only trains "
-        f"{s['rounds'] * s['local_epochs'] + s['finetune_epochs']} epochs",
+        f"{s['rounds'] * s['local_epochs'] + s['finetune_epochs']} epochs" + _selection_note(s),
         f"- clients: " + ", ".join(f"{p}: {len(results['profiles'][p]['clients'])} clients × "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['train_records']} train / "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['held_out_records']} held-out records"
@@ -760,13 +773,12 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         "- **global-only**: the federation's final global adapter on the client's held-out split. The baseline for a client is the "
         "best global adapter (lowest perplexity for that client) among the strategies of that configuration. "
         "fedsa's global adapter is lora_A only; with lora_B at its zero init it is exactly the base model.",
-        "- **local-only**: the client alone, same number of epochs, same σ and ε, its own train split only.",
+        "- **local-only**: the client alone, same number of epochs (without DP: the same cap and selection), same σ and ε, its own train split only.",
         "- **fine-tuned**: the federated result + what stays on the device (fedsa: its own lora_B) + "
-        f"{s['finetune_epochs']} epochs of local fine-tuning continuing the device's privacy ledger (ffa fine-tunes B with the "
-        "shared A frozen; fedsa fine-tunes A and B).",
+        f"{s['finetune_epochs']} epochs of local fine-tuning continuing the device's privacy ledger (without DP: the selected number, see above; "
+        "ffa fine-tunes B with the shared A frozen; fedsa fine-tunes A and B).",
         f"- **personalized**: model interpolation (Mansour et al. 2020): the device predicts each next token with "
-        f"λ·p_federated + (1 − λ)·p_fine-tuned, λ = {s.get('global_weight', 0.5):g} fixed in advance (not tuned on any client's data, "
-        "so it is post-processing and spends no ε). Costs two adapter forward passes per token on the device.",
+        f"λ·p_federated + (1 − λ)·p_fine-tuned, {_weight_note(s)}. Costs two adapter forward passes per token on the device.",
         f"- **wins**: personalized perplexity < global-only **and** < local-only for that client (goal: ≥ {GOAL_WIN_SHARE:.0%} of clients).",
         "- **fine-tuned wins**: the same test for the fine-tuned model alone (the ablation without interpolation).",
         "- **gain**: mean over clients of min(global-only, local-only) − personalized, in perplexity points "
@@ -805,6 +817,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
                   [[i["profile"], i["strategy"], f"{i['gain_non_private']:+.2f}", f"{i['gain_private']:+.2f}", _pct(i["kept"]),
                     "met" if i["goal_met"] else "missed"] for i in results["gain_kept"]]),
         "",
+        *_selection_section(results),
         "### Bytes uploaded per round",
         "",
         _md_table(["profile", "strategy", "per client per round", "all clients per round", "full adapter (for reference)"],
@@ -842,6 +855,62 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(parts))
     return report
+
+
+def selection_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per (profile, strategy) without DP: the epochs each method kept on its validation slice and the λ chosen."""
+    rows = []
+    for profile, section in results["profiles"].items():
+        entry = section["epsilons"].get("none")
+        if entry is None:
+            continue
+        local = [c["epochs"] for c in entry["local_only"].values() if "epochs" in c]
+        for strategy, run in entry["runs"].items():
+            chosen = [c for c in run["clients"].values() if c.get("selected_on_validation")]
+            if not chosen:
+                continue
+            tuned = [c["finetune_epochs"] for c in chosen]
+            weights = [c["global_weight"] for c in chosen]
+            rows.append([profile, strategy, _spread(local), _spread(tuned), _spread(weights, "{:g}")])
+    return rows
+
+
+def _spread(values: Sequence[float], fmt: str = "{:.0f}") -> str:
+    if not values:
+        return "—"
+    return f"{statistics.fmean(values):.2f} (min {fmt.format(min(values))}, max {fmt.format(max(values))})"
+
+
+def _selection_section(results: dict[str, Any]) -> list[str]:
+    rows = selection_rows(results)
+    if not rows:
+        return []
+    return ["### Selection without DP", "",
+            "Epochs kept by early stopping on each device's validation slice (cap "
+            f"{results['settings']['rounds'] * results['settings']['local_epochs'] + results['settings']['finetune_epochs']}) and the λ chosen there; "
+            "mean over clients (range).", "",
+            _md_table(["profile", "strategy", "local-only epochs", "fine-tuning epochs", "λ (weight of the federated model)"], rows), ""]
+
+
+def _selection_note(s: dict[str, Any]) -> str:
+    """How the runs without DP chose their epochs (results.json of older runs has no such setting)."""
+    fraction = s.get("validation_fraction", 0.0)
+    if not fraction or None not in s["epsilons"]:
+        return ""
+    return (f"; **without DP** both local-only and the fine-tuning train up to {s['rounds'] * s['local_epochs'] + s['finetune_epochs']} "
+            f"epochs on the train split minus a {fraction:.0%} validation slice and keep the epoch best on that slice "
+            "(early stopping, patience 4; `client.selection`); the held-out split is never used for a choice")
+
+
+def _weight_note(s: dict[str, Any]) -> str:
+    weight = s.get("global_weight", 0.5)
+    fixed = "fixed in advance (not tuned on any client's data, so it is post-processing and spends no ε)"
+    if weight is not None:
+        return f"λ = {weight:g} {fixed}"
+    if s.get("validation_fraction"):
+        return (f"under DP λ = 0.5 {fixed}; without DP λ is the value of {{0, 0.1, 0.25, 0.5, 0.75, 0.9, 1}} "
+                "with the lowest loss on the device's validation slice")
+    return f"λ = 0.5 {fixed}"
 
 
 def _existing_analysis(report: Path) -> str:
@@ -913,7 +982,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-len", type=int, default=d.max_seq_len)
     p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
     p.add_argument("--global-weight", type=float, default=d.global_weight, metavar="LAMBDA",
-                   help="personalized = LAMBDA x federated model + (1 - LAMBDA) x fine-tuned model, mixed at the output (0..1; fixed, so it spends no privacy)")
+                   help="personalized = LAMBDA x federated model + (1 - LAMBDA) x fine-tuned model, mixed at the output (0..1; fixed, so it "
+                        "spends no privacy). Default: 0.5 under DP, chosen on the validation slice without DP")
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction, metavar="FRACTION",
+                   help="without DP: this fraction of each train split picks the epochs (early stopping) of local-only and "
+                        "of the fine-tuning, and λ; 0 = fixed epochs and λ as under DP")
     p.add_argument("--delta", type=float, default=d.delta)
     p.add_argument("--accountant", choices=("prv", "rdp"), default=d.accountant)
     p.add_argument("--model", default=d.model)
@@ -945,8 +1018,10 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
             raise SystemExit(f"--strategies: {strategy!r} is not compared here (fedavg, ffa, fedsa)")
     if not 0.0 < args.held_out < 1.0:
         raise SystemExit(f"--held-out: must be between 0 and 1 (exclusive), got {args.held_out}")
-    if not 0.0 <= args.global_weight <= 1.0:
+    if args.global_weight is not None and not 0.0 <= args.global_weight <= 1.0:
         raise SystemExit(f"--global-weight: must be between 0 and 1, got {args.global_weight}")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        raise SystemExit(f"--validation-fraction: must be in [0, 1), got {args.validation_fraction}")
     d = Settings()
     labels = ["custom"] if args.data else profiles
     out = args.out or (str(DEFAULT_OUT) if not args.quick else str(Path("runs") / f"compare-quick-{datetime.now():%Y%m%d-%H%M%S}" / "results"))
@@ -969,6 +1044,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         max_seq_len=args.max_seq_len,
         max_grad_norm=args.max_grad_norm,
         global_weight=args.global_weight,
+        validation_fraction=args.validation_fraction,
         delta=args.delta,
         accountant=args.accountant,
         model=args.model,

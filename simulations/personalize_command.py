@@ -5,7 +5,10 @@ Each device of the run (its data split, its privacy ledger and, for fedsa, its p
 under the run's `devices/<client-id>/`) fine-tunes the final global adapter on its own train split
 for the run's `finetune_epochs`, paying from its ledger, and predicts with the mixture of the
 federated and the fine-tuned model (`client.interpolation`). The fine-tuned adapter is written to
-the device's own folder (`personalized_adapter.safetensors`); nothing is sent anywhere. With a
+the device's own folder (`personalized_adapter.safetensors`); nothing is sent anywhere. Without
+record-level DP the device instead picks the fine-tuning length (up to the run's total local epochs)
+and λ on a validation slice of its train split (`client.selection`; the run's validation-fraction,
+0 = fixed). With a
 record-level budget (`--target-epsilon E`) the run must have reserved the fine-tuning in it
 (`fedpriv simulate --finetune-epochs N --target-epsilon E`), otherwise the devices refuse.
 
@@ -42,8 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--client-id", default=None,
                      help="--device: the device's folder in STATE_DIR; if not given, the only one holding a global adapter")
     cmd.add_argument("--finetune-epochs", type=int, default=None, help="override the run's finetune-epochs (under DP the ledger still caps the budget)")
-    cmd.add_argument("--global-weight", type=float, default=DEFAULT_GLOBAL_WEIGHT, metavar="LAMBDA",
-                     help="personalized = LAMBDA x federated + (1 - LAMBDA) x fine-tuned model (fixed: spends no privacy)")
+    cmd.add_argument("--global-weight", type=float, default=None, metavar="LAMBDA",
+                     help="personalized = LAMBDA x federated + (1 - LAMBDA) x fine-tuned model; fixed, it spends no privacy "
+                          f"(default: {DEFAULT_GLOBAL_WEIGHT:g} under record-level DP, else chosen on the validation slice)")
     cmd.set_defaults(func=_personalize)
 
 
@@ -72,7 +76,7 @@ def load_run_config(run_dir: Path):
 def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_epochs: int | None = None,
                     global_weight: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Personalize the run's devices; returns (and writes to RUN_DIR/personalization.json) the results."""
-    from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight
+    from client.interpolation import check_weight
     from client.personalize import RESULT_FILE, BaseModelCache, load_global_adapter, personalization_config, personalize_split, summarize
     from fedpriv.data import list_client_files, split_client_file
     from fedpriv.modeling import load_tokenizer
@@ -82,7 +86,7 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
     run_config = load_run_config(run_dir)
     mode = strategy_name(run_config)
     config = personalization_config(run_config, mode, finetune_epochs)
-    weight = check_weight(DEFAULT_GLOBAL_WEIGHT if global_weight is None else global_weight)
+    weight = None if global_weight is None else check_weight(global_weight)
     adapter_dir = run_dir / "adapters" / "final"
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise DataError(f"{adapter_dir}: no final global adapter; did the run finish?")
@@ -152,17 +156,20 @@ def _print(summary: dict[str, Any], result_path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Held-out perplexity after personalization ({summary['strategy']}, "
-                        f"{summary['finetune_epochs']} fine-tuning epochs, λ = {summary['global_weight']:g})")
-    for column in ("client", "federated", "fine-tuned", "personalized", "ε"):
-        table.add_column(column, justify="left" if column == "client" else "right")
+    table = Table(title=f"Held-out perplexity after personalization ({summary['strategy']})")
+    table.add_column("client", no_wrap=True, min_width=max(map(len, summary["clients"])))  # ids stay whole on a narrow terminal
+    for column in ("federated", "fine-tuned", "epochs", "λ", "personalized", "ε"):
+        table.add_column(column, justify="right")
     for client_id, r in summary["clients"].items():
         eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3f}"
-        table.add_row(client_id, f"{r['federated_perplexity']:.2f}", f"{r['finetuned_perplexity']:.2f}", f"{r['personalized_perplexity']:.2f}", eps)
+        table.add_row(client_id, f"{r['federated_perplexity']:.2f}", f"{r['finetuned_perplexity']:.2f}", str(r["finetune_epochs"]),
+                      f"{r['global_weight']:g}", f"{r['personalized_perplexity']:.2f}", eps)
     console = Console()
     console.print(table)
     if summary["delta"] is None:
         console.print("record-level DP off: no formal privacy guarantee for the fine-tuning")
+    if any(r.get("selected_on_validation") for r in summary["clients"].values()):
+        console.print("epochs and λ chosen on a validation slice of each device's train split (held-out split untouched)")
     origin = summary.get("global_adapter")
     if origin is not None and origin["rounds_aggregated"] < origin["rounds"]:
         console.print(f"note: the device's last global adapter holds {origin['rounds_aggregated']} of the run's "

@@ -86,7 +86,7 @@ def test_local_only_spends_at_most_the_target_epsilon(models, client_data):
 
 def test_local_only_without_dp_has_no_ledger(models, client_data):
     client_id, train, held_out = client_data
-    result, ledger, outcome = train_local_only(models, _config(dp="none", target_epsilon=0.0), client_id, train, held_out)
+    result, ledger, outcome = train_local_only(models, _config(dp="none", target_epsilon=0.0, validation_fraction=0.0), client_id, train, held_out)
     assert ledger is None and result.epsilon is None and outcome.noise_multiplier == 0.0
 
 
@@ -289,3 +289,15 @@ def test_quick_comparison_end_to_end(tmp_path):
     for name in ("perplexity_hospital.png", "gain_vs_epsilon.png", "upload_bytes.png"):
         assert (out / name).stat().st_size > 5_000
     assert "Goals" in (out / "results.md").read_text()
+
+
+def test_selection_rows_report_what_each_device_chose_without_dp():
+    client = lambda epochs, weight, chosen=True: {"finetune_epochs": epochs, "global_weight": weight, "selected_on_validation": chosen}  # noqa: E731
+    results = {"profiles": {"phone": {"epsilons": {
+        "none": {"local_only": {"a": {"epochs": 9}, "b": {"epochs": 13}},
+                 "runs": {"fedavg": {"clients": {"a": client(4, 0.1), "b": client(12, 0.25)}},
+                          "ffa": {"clients": {"a": client(5, 0.5, chosen=False), "b": client(5, 0.5, chosen=False)}}}},
+        "8": {"local_only": {"a": {"epochs": 15}}, "runs": {"fedavg": {"clients": {"a": client(5, 0.5, chosen=False)}}}},
+    }}}}
+    # ffa ran the fixed protocol (e.g. --validation-fraction 0) and DP runs never select: neither is listed.
+    assert cs.selection_rows(results) == [["phone", "fedavg", "11.00 (min 9, max 13)", "8.00 (min 4, max 12)", "0.17 (min 0.1, max 0.25)"]]

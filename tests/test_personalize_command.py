@@ -35,8 +35,8 @@ def _fake_run(tmp_path, **overrides):
 
 
 def test_personalize_fine_tunes_on_the_device_and_keeps_the_adapter_there(tmp_path):
-    run_dir, global_state = _fake_run(tmp_path)
-    assert main(["personalize", str(run_dir), "--clients", "hospital-00-cardiology"]) == 0
+    run_dir, global_state = _fake_run(tmp_path, validation_fraction=0.0)  # the fixed protocol: 2 epochs, λ = 0.5
+    assert main(["personalize", str(run_dir), "--clients", "hospital-00-cardiology", "--global-weight", "0.5"]) == 0
     summary = json.loads((run_dir / "personalization.json").read_text())
     assert summary["strategy"] == "fedavg" and summary["global_weight"] == 0.5 and summary["delta"] is None
     assert list(summary["clients"]) == ["hospital-00-cardiology"]
@@ -49,7 +49,20 @@ def test_personalize_fine_tunes_on_the_device_and_keeps_the_adapter_there(tmp_pa
     # The mixture of two models that disagree beats the average of their log-losses (Jensen).
     mixed, fed, tuned = (math.log(r[k]) for k in ("personalized_perplexity", "federated_perplexity", "finetuned_perplexity"))
     assert mixed < 0.5 * fed + 0.5 * tuned
-    assert r["epsilon"] is None
+    assert r["epsilon"] is None and r["finetune_epochs"] == 2 and not r["selected_on_validation"]
+
+
+def test_without_dp_each_device_chooses_epochs_and_weight_on_its_validation_slice(tmp_path, capsys):
+    from client.selection import WEIGHT_GRID
+
+    run_dir, _ = _fake_run(tmp_path)
+    assert main(["personalize", str(run_dir)]) == 0
+    assert "validation slice" in capsys.readouterr().out
+    summary = json.loads((run_dir / "personalization.json").read_text())
+    assert summary["global_weight"] is None  # chosen per device
+    for r in summary["clients"].values():
+        assert r["selected_on_validation"] and r["global_weight"] in WEIGHT_GRID
+        assert 0 <= r["finetune_epochs"] <= 3  # rounds x local epochs + finetune epochs
 
 
 def test_a_copied_run_personalizes_its_own_devices_not_the_originals(tmp_path, monkeypatch):
