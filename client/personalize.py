@@ -142,7 +142,7 @@ def train_local_only(
     set_trainable_for_mode(model, "fedavg")  # a plain LoRA: A and B trained
     seed = device_seed(config, client_id, "local-only")
     if selection_active(config):
-        fit, validation = split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
+        fit, validation = _validation_split(config, client_id, train_set)
         stopped = train_with_early_stopping(model, fit, validation, config, seed, total_local_epochs(config))
         loss, perplexity = evaluate(model, held_out)
         return Evaluated(loss, perplexity, epochs=stopped.epochs), None, stopped
@@ -151,6 +151,11 @@ def train_local_only(
     loss, perplexity = evaluate(model, held_out)
     epsilon = ledger.epsilon(config.delta) if ledger is not None else None
     return Evaluated(loss, perplexity, epsilon, outcome.round_steps, total_local_epochs(config)), ledger, outcome
+
+
+def _validation_split(config: RunConfig, client_id: str, train_set: TensorDataset) -> tuple[TensorDataset, TensorDataset]:
+    """The device's (fit, validation) slices: the same for local-only and the fine-tuning."""
+    return split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ def personalize(
     set_trainable_for_mode(model, mode)
     selecting = selection_active(config)
     if selecting:
-        fit, validation = split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
+        fit, validation = _validation_split(config, client_id, train_set)
         federated_on_validation = token_log_probs(model, validation)
         stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
         if global_weight is None:

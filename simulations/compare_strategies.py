@@ -379,6 +379,7 @@ def _audit_spent(config, what: str, epsilon: float | None) -> None:
 
 def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
     from client.personalize import train_local_only
+    from client.selection import EarlyStopped
 
     started = time.perf_counter()
     result, _, outcome = train_local_only(_WORKER["models"], config, client.client_id, _encode(client.train, config), _encode(client.held_out, config))
@@ -389,9 +390,10 @@ def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
         "epsilon": result.epsilon,
         "dp_steps": result.steps,
         "epochs": result.epochs,
-        "noise_multiplier": getattr(outcome, "noise_multiplier", 0.0),
-        "train_loss": getattr(outcome, "train_loss", None),
-        "validation_loss": getattr(outcome, "validation_loss", None),
+        # early-stopped (no DP, client.selection): its validation loss; else the training outcome
+        "noise_multiplier": 0.0 if isinstance(outcome, EarlyStopped) else outcome.noise_multiplier,
+        "train_loss": None if isinstance(outcome, EarlyStopped) else outcome.train_loss,
+        "validation_loss": outcome.validation_loss if isinstance(outcome, EarlyStopped) else None,
         "wall_time_s": time.perf_counter() - started,
     }
 
@@ -759,7 +761,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         f"learning rate {s['learning_rate']:g} (AdamW); batch {s['batch_size']} (Poisson under DP); max {s['max_seq_len']} tokens",
         f"- federation: {s['rounds']} rounds × {s['local_epochs']} local epoch, every client every round; "
         f"then {s['finetune_epochs']} fine-tuning epochs on the device; local-only trains "
-        f"{s['rounds'] * s['local_epochs'] + s['finetune_epochs']} epochs" + _selection_note(s),
+        f"{s['rounds'] * s['local_epochs'] + s['finetune_epochs']} epochs" + selection_note(s),
         f"- clients: " + ", ".join(f"{p}: {len(results['profiles'][p]['clients'])} clients × "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['train_records']} train / "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['held_out_records']} held-out records"
@@ -778,7 +780,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         f"{s['finetune_epochs']} epochs of local fine-tuning continuing the device's privacy ledger (without DP: the selected number, see above; "
         "ffa fine-tunes B with the shared A frozen; fedsa fine-tunes A and B).",
         f"- **personalized**: model interpolation (Mansour et al. 2020): the device predicts each next token with "
-        f"λ·p_federated + (1 − λ)·p_fine-tuned, {_weight_note(s)}. Costs two adapter forward passes per token on the device.",
+        f"λ·p_federated + (1 − λ)·p_fine-tuned, {weight_note(s)}. Costs two adapter forward passes per token on the device.",
         f"- **wins**: personalized perplexity < global-only **and** < local-only for that client (goal: ≥ {GOAL_WIN_SHARE:.0%} of clients).",
         "- **fine-tuned wins**: the same test for the fine-tuned model alone (the ablation without interpolation).",
         "- **gain**: mean over clients of min(global-only, local-only) − personalized, in perplexity points "
@@ -811,12 +813,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         "Perplexities are means over clients; `max ε spent` is the largest record-level ε any device had spent after "
         "its fine-tuning (federation + fine-tuning; local-only spends the same).",
         "",
-        f"### Gain kept at ε={GAIN_KEPT_EPSILON:g}",
-        "",
-        _md_table(["profile", "strategy", "gain without DP", f"gain at ε={GAIN_KEPT_EPSILON:g}", "kept", "goal"],
-                  [[i["profile"], i["strategy"], f"{i['gain_non_private']:+.2f}", f"{i['gain_private']:+.2f}", _pct(i["kept"]),
-                    "met" if i["goal_met"] else "missed"] for i in results["gain_kept"]]),
-        "",
+        *_gain_kept_section(results),
         *_selection_section(results),
         "### Bytes uploaded per round",
         "",
@@ -857,6 +854,15 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
     return report
 
 
+def _gain_kept_section(results: dict[str, Any]) -> list[str]:
+    if not results["gain_kept"]:  # the run lacks no DP or ε = 8
+        return []
+    return [f"### Gain kept at ε={GAIN_KEPT_EPSILON:g}", "",
+            _md_table(["profile", "strategy", "gain without DP", f"gain at ε={GAIN_KEPT_EPSILON:g}", "kept", "goal"],
+                      [[i["profile"], i["strategy"], f"{i['gain_non_private']:+.2f}", f"{i['gain_private']:+.2f}", _pct(i["kept"]),
+                        "met" if i["goal_met"] else "missed"] for i in results["gain_kept"]]), ""]
+
+
 def selection_rows(results: dict[str, Any]) -> list[list[str]]:
     """Per (profile, strategy) without DP: the epochs each method kept on its validation slice and the λ chosen."""
     rows = []
@@ -892,7 +898,7 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
             _md_table(["profile", "strategy", "local-only epochs", "fine-tuning epochs", "λ (weight of the federated model)"], rows), ""]
 
 
-def _selection_note(s: dict[str, Any]) -> str:
+def selection_note(s: dict[str, Any]) -> str:
     """How the runs without DP chose their epochs (results.json of older runs has no such setting)."""
     fraction = s.get("validation_fraction", 0.0)
     if not fraction or None not in s["epsilons"]:
@@ -902,7 +908,7 @@ def _selection_note(s: dict[str, Any]) -> str:
             "(early stopping, patience 4; `client.selection`); the held-out split is never used for a choice")
 
 
-def _weight_note(s: dict[str, Any]) -> str:
+def weight_note(s: dict[str, Any]) -> str:
     weight = s.get("global_weight", 0.5)
     fixed = "fixed in advance (not tuned on any client's data, so it is post-processing and spends no ε)"
     if weight is not None:
