@@ -46,7 +46,7 @@ from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_traina
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, read_client_file, split_records
 from fedpriv.errors import ConfigError, DataError
-from fedpriv.files import write_tensors_atomically
+from fedpriv.files import write_atomically, write_tensors_atomically
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model, load_tokenizer
 
 PERSONALIZABLE_MODES = ("fedavg", "ffa", "fedsa")  # hetlora: the server's global adapter is at another rank
@@ -215,10 +215,9 @@ def personalize(
     selecting = selection_active(config)
     if selecting:
         fit, validation = _validation_split(config, client_id, train_set)
-        federated_on_validation = token_log_probs(model, validation)
         stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
         if global_weight is None:
-            weight = choose_global_weight(federated_on_validation, token_log_probs(model, validation))
+            weight = choose_global_weight(stopped.start_log_probs, stopped.log_probs)
         epochs = stopped.epochs
     else:
         finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
@@ -292,6 +291,13 @@ def summarize(config: RunConfig, mode: str, global_weight: float | None, clients
             "delta": config.delta if config.record_dp else None, **extra, "clients": clients}
 
 
+def save_summary(folder: Path, summary: dict[str, Any]) -> Path:
+    """Write the summary to `<folder>/personalization.json` atomically; returns its path."""
+    path = Path(folder) / RESULT_FILE
+    write_atomically(path, json.dumps(summary, indent=2))
+    return path
+
+
 def _device_to_personalize(state_dir: Path, client_id: str | None = None) -> str:
     """The client id under a real device's state dir: the given one, else the only one that kept a
     global adapter. DataError / ConfigError naming what is missing or ambiguous."""
@@ -334,7 +340,7 @@ def personalize_device(state_dir: Path, data_path: Path, client_id: str | None =
     row = personalize_split(BaseModelCache(config.model), load_tokenizer(config.model), config, plan.mode, split,
                             received.state, device_dir, weight)
     summary = summarize(config, plan.mode, weight, {client_id: row}, **_origin(received, config, data_path))
-    (device_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2))
+    save_summary(device_dir, summary)
     return summary
 
 

@@ -54,8 +54,14 @@ def split_for_validation(dataset: TensorDataset, fraction: float, seed: int) -> 
 @dataclass(frozen=True)
 class EarlyStopped:
     epochs: int  # epochs of the model kept (0 = the starting model)
-    validation_loss: float  # its mean token NLL on the validation slice
     epochs_run: int  # epochs trained before stopping
+    start_log_probs: torch.Tensor  # the starting model's token log-probabilities on the validation slice
+    log_probs: torch.Tensor  # ... and the kept model's
+
+    @property
+    def validation_loss(self) -> float:
+        """The kept model's mean token NLL on the validation slice."""
+        return mean_nll(self.log_probs)
 
 
 def train_with_early_stopping(
@@ -65,21 +71,23 @@ def train_with_early_stopping(
     leave `model` at the epoch (0 = untouched) with the lowest validation loss."""
     if config.record_dp:
         raise ValueError("early stopping on validation is not allowed under record-level DP")
-    best_loss = mean_nll(token_log_probs(model, validation))
+    start = token_log_probs(model, validation)
+    best_log_probs, best_loss = start, mean_nll(start)
     best_epoch, best_state, ran = 0, adapter_state(model), 0
 
     def after_epoch(epoch: int) -> bool:
-        nonlocal best_loss, best_epoch, best_state, ran
+        nonlocal best_log_probs, best_loss, best_epoch, best_state, ran
         ran = epoch
-        loss = mean_nll(token_log_probs(model, validation))
+        log_probs = token_log_probs(model, validation)
+        loss = mean_nll(log_probs)
         if loss < best_loss or not math.isfinite(best_loss):
-            best_loss, best_epoch, best_state = loss, epoch, adapter_state(model)
+            best_log_probs, best_loss, best_epoch, best_state = log_probs, loss, epoch, adapter_state(model)
         return epoch - best_epoch >= patience
 
     if max_epochs > 0:
         train_locally(model, fit, config, None, seed, epochs=max_epochs, after_epoch=after_epoch)
     load_adapter_state(model, best_state)
-    return EarlyStopped(best_epoch, best_loss, ran)
+    return EarlyStopped(best_epoch, ran, start, best_log_probs)
 
 
 def choose_global_weight(global_log_probs: torch.Tensor, private_log_probs: torch.Tensor, grid: tuple[float, ...] = WEIGHT_GRID) -> float:

@@ -761,7 +761,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         f"learning rate {s['learning_rate']:g} (AdamW); batch {s['batch_size']} (Poisson under DP); max {s['max_seq_len']} tokens",
         f"- federation: {s['rounds']} rounds × {s['local_epochs']} local epoch, every client every round; "
         f"then {s['finetune_epochs']} fine-tuning epochs on the device; local-only trains "
-        f"{s['rounds'] * s['local_epochs'] + s['finetune_epochs']} epochs" + selection_note(s),
+        f"{total_epochs(s)} epochs" + selection_note(s),
         f"- clients: " + ", ".join(f"{p}: {len(results['profiles'][p]['clients'])} clients × "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['train_records']} train / "
                                     f"{next(iter(results['profiles'][p]['clients'].values()))['held_out_records']} held-out records"
@@ -893,30 +893,41 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
         return []
     return ["### Selection without DP", "",
             "Epochs kept by early stopping on each device's validation slice (cap "
-            f"{results['settings']['rounds'] * results['settings']['local_epochs'] + results['settings']['finetune_epochs']}) and the λ chosen there; "
+            f"{total_epochs(results['settings'])}) and the λ chosen there; "
             "mean over clients (range).", "",
             _md_table(["profile", "strategy", "local-only epochs", "fine-tuning epochs", "λ (weight of the federated model)"], rows), ""]
 
 
+def total_epochs(s: dict[str, Any]) -> int:
+    """A device's local epochs over the run (`client.personalize.total_local_epochs`, from results.json settings)."""
+    return s["rounds"] * s["local_epochs"] + s["finetune_epochs"]
+
+
 def selection_note(s: dict[str, Any]) -> str:
     """How the runs without DP chose their epochs (results.json of older runs has no such setting)."""
+    from client.selection import PATIENCE
+
     fraction = s.get("validation_fraction", 0.0)
     if not fraction or None not in s["epsilons"]:
         return ""
-    return (f"; **without DP** both local-only and the fine-tuning train up to {s['rounds'] * s['local_epochs'] + s['finetune_epochs']} "
+    return (f"; **without DP** both local-only and the fine-tuning train up to {total_epochs(s)} "
             f"epochs on the train split minus a {fraction:.0%} validation slice and keep the epoch best on that slice "
-            "(early stopping, patience 4; `client.selection`); the held-out split is never used for a choice")
+            f"(early stopping, patience {PATIENCE}; `client.selection`); the held-out split is never used for a choice")
 
 
 def weight_note(s: dict[str, Any]) -> str:
-    weight = s.get("global_weight", 0.5)
+    from client.interpolation import DEFAULT_GLOBAL_WEIGHT
+    from client.selection import WEIGHT_GRID
+
+    weight = s.get("global_weight", DEFAULT_GLOBAL_WEIGHT)
     fixed = "fixed in advance (not tuned on any client's data, so it is post-processing and spends no ε)"
     if weight is not None:
         return f"λ = {weight:g} {fixed}"
     if s.get("validation_fraction"):
-        return (f"under DP λ = 0.5 {fixed}; without DP λ is the value of {{0, 0.1, 0.25, 0.5, 0.75, 0.9, 1}} "
+        grid = ", ".join(f"{w:g}" for w in WEIGHT_GRID)
+        return (f"under DP λ = {DEFAULT_GLOBAL_WEIGHT:g} {fixed}; without DP λ is the value of {{{grid}}} "
                 "with the lowest loss on the device's validation slice")
-    return f"λ = 0.5 {fixed}"
+    return f"λ = {DEFAULT_GLOBAL_WEIGHT:g} {fixed}"
 
 
 def _existing_analysis(report: Path) -> str:

@@ -77,7 +77,7 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
                     global_weight: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Personalize the run's devices; returns (and writes to RUN_DIR/personalization.json) the results."""
     from client.interpolation import check_weight
-    from client.personalize import RESULT_FILE, BaseModelCache, load_global_adapter, personalization_config, personalize_split, summarize
+    from client.personalize import BaseModelCache, load_global_adapter, personalization_config, personalize_split, save_summary, summarize
     from fedpriv.data import list_client_files, split_client_file
     from fedpriv.modeling import load_tokenizer
     from server.server_app import strategy_name
@@ -105,7 +105,7 @@ def personalize_run(run_dir: Path, clients: list[str] | None = None, finetune_ep
         split = split_client_file(files[client_id], config.eval_fraction, config.seed)
         results[client_id] = personalize_split(models, tokenizer, config, mode, split, global_state, state_dir / client_id, weight)
     summary = summarize(config, mode, weight, results)
-    (run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2))
+    save_summary(run_dir, summary)
     return summary
 
 

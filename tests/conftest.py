@@ -13,3 +13,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than ~20 s (starts Ray or a model server); still run in CI")
+
+
+@pytest.fixture(scope="session")
+def models():
+    """The shipped default base model, loaded once; each `lora_model(config)` is a fresh copy."""
+    from client.personalize import BaseModelCache
+
+    return BaseModelCache("default")

@@ -16,7 +16,6 @@ from client.dp_training import encode, noise_multiplier_for, sample_rate_for, tr
 from client.personalize import (
     LEDGER_FILE,
     PRIVATE_FILE,
-    BaseModelCache,
     evaluate_adapter,
     personalize,
     total_local_epochs,
@@ -48,11 +47,6 @@ def _fast_calibration():
     # σ calibration is a pure function of its inputs (checked below); compute it once per input.
     with cs.memoized_noise_calibration():
         yield
-
-
-@pytest.fixture(scope="module")
-def models() -> BaseModelCache:
-    return BaseModelCache(MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from client.dp_training import encode, mean_nll, token_log_probs, train_locally
 from client.interpolation import mixture_loss
-from client.personalize import BaseModelCache, personalize, total_local_epochs, train_local_only
+from client.personalize import personalize, total_local_epochs, train_local_only
 from client.selection import WEIGHT_GRID, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
 from fedpriv.config import RunConfig
 from fedpriv.data import split_records
@@ -26,11 +26,6 @@ def _config(**overrides) -> RunConfig:
                   learning_rate=2e-2, dp="none", seed=0)
     values.update(overrides)
     return RunConfig(**values).validated()
-
-
-@pytest.fixture(scope="module")
-def models() -> BaseModelCache:
-    return BaseModelCache(MODEL)
 
 
 @pytest.fixture(scope="module")
