@@ -36,7 +36,7 @@ _PRIVATE_RECORD = "private-adapter"
 # File names inside a device's state directory (`<state-dir>/<client-id>/`).
 LEDGER_FILE = "privacy_ledger.json"
 PRIVATE_FILE = "private_adapter.safetensors"
-PERSONALIZED_FILE = "personalized_adapter.safetensors"  # the fine-tuned adapter (fedpriv personalize)
+PERSONALIZED_FILE = "personalized_adapter.safetensors"  # the mixture's private adapter (fedpriv personalize)
 GLOBAL_ADAPTER_FILE = "global_adapter.safetensors"  # the last global adapter the server sent, as received
 RUN_CONFIG_FILE = "run_config.json"  # ... and the instruction (run config, strategy plan, round) it came with
 

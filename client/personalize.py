@@ -9,7 +9,10 @@ accounting as the ClientApp (used by `simulations.compare_strategies`).
 * **personalized**: the federated result completed with what stays on the device (fedsa: its own
   lora_B) and fine-tuned for `finetune_epochs` more local epochs (`finetune_locally`), paid from the
   device's ledger of the federation: the accounting continues and `finetune_locally` refuses
-  (PrivacyBudgetExhausted) if the fine-tuning would push ε past `target_epsilon`.
+  (PrivacyBudgetExhausted) if the fine-tuning would push ε past `target_epsilon`; the device then
+  predicts with a mixture of the federated model and this private model (`client.interpolation`).
+  Without record-level DP the private model is the better on validation of the fine-tuned adapter
+  and one trained from scratch on the device (`personalize`).
 
 `personalize_device` runs the personalized method on one real device after the federation, from
 what the device kept in its own folder (`client.device`): the last global adapter it received, the
@@ -51,6 +54,9 @@ from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state
 
 PERSONALIZABLE_MODES = ("fedavg", "ffa", "fedsa")  # hetlora: the server's global adapter is at another rank
 RESULT_FILE = "personalization.json"
+# The private side of the mixture: the federated adapter fine-tuned on the device, or (chosen on
+# validation, without record-level DP only) an adapter the device trained from scratch on its own.
+PRIVATE_MODELS = ("finetuned", "from_scratch")
 
 
 @dataclass(frozen=True)
@@ -138,19 +144,30 @@ def train_local_only(
     train split, with a fresh ledger and the federated client's σ; never more than `target_epsilon`.
     Without record-level DP (and a validation fraction): up to that many epochs, keeping the best on
     the validation slice, exactly as the personalized fine-tuning is selected (`client.selection`)."""
+    if selection_active(config):
+        model, stopped = _train_from_scratch_selected(models, config, client_id, *_validation_split(config, client_id, train_set))
+        loss, perplexity = evaluate(model, held_out)
+        return Evaluated(loss, perplexity, epochs=stopped.epochs), None, stopped
     model = models.lora_model(config)
     set_trainable_for_mode(model, "fedavg")  # a plain LoRA: A and B trained
     seed = device_seed(config, client_id, "local-only")
-    if selection_active(config):
-        fit, validation = _validation_split(config, client_id, train_set)
-        stopped = train_with_early_stopping(model, fit, validation, config, seed, total_local_epochs(config))
-        loss, perplexity = evaluate(model, held_out)
-        return Evaluated(loss, perplexity, epochs=stopped.epochs), None, stopped
     ledger = PrivacyLedger(accountant=config.accountant) if config.record_dp else None
     outcome = train_locally(model, train_set, config, ledger, seed, epochs=total_local_epochs(config))
     loss, perplexity = evaluate(model, held_out)
     epsilon = ledger.epsilon(config.delta) if ledger is not None else None
     return Evaluated(loss, perplexity, epsilon, outcome.round_steps, total_local_epochs(config)), ledger, outcome
+
+
+def _train_from_scratch_selected(
+    models: BaseModelCache, config: RunConfig, client_id: str, fit: TensorDataset, validation: TensorDataset
+) -> tuple[Any, EarlyStopped]:
+    """Without record-level DP: a fresh adapter (A and B) trained on `fit` only, early-stopped on
+    `validation`. The local-only baseline, and the personalization's second private candidate (the
+    same seed, so the same model: personalized then differs from local-only only by the federation)."""
+    model = models.lora_model(config)
+    set_trainable_for_mode(model, "fedavg")  # a plain LoRA: A and B trained
+    stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "local-only"), total_local_epochs(config))
+    return model, stopped
 
 
 def _validation_split(config: RunConfig, client_id: str, train_set: TensorDataset) -> tuple[TensorDataset, TensorDataset]:
@@ -164,9 +181,10 @@ class Personalization:
 
     federated: Evaluated  # the global adapter + what the device kept (fedsa: its own lora_B)
     finetuned: Evaluated  # ... then `finetune_epochs` epochs on the device
-    interpolated: Evaluated  # mixture λ·federated + (1 − λ)·finetuned (client.interpolation); no extra ε
+    interpolated: Evaluated  # mixture λ·federated + (1 − λ)·private model (client.interpolation); no extra ε
     global_weight: float  # λ
-    selected_on_validation: bool = False  # epochs and λ chosen on a validation slice (no record-level DP)
+    selected_on_validation: bool = False  # epochs, λ and private model chosen on a validation slice (no record-level DP)
+    private_model: str = "finetuned"  # PRIVATE_MODELS: what the mixture's private side is
 
 
 def personalize(
@@ -192,10 +210,14 @@ def personalize(
     The interpolation mixes the two models' predictions with the weight `global_weight` (None: the
     default λ): post-processing of what was already trained, so it spends nothing from the ledger.
     Without record-level DP (`client.selection`), the fine-tuning instead runs up to
-    `total_local_epochs(config)` epochs on the train split minus a validation slice, keeps its best
-    epoch there, and λ (unless given) is the grid value best on the same slice.
+    `total_local_epochs(config)` epochs on the train split minus a validation slice and keeps its
+    best epoch there; the device also trains an adapter from scratch the same way (the local-only
+    model), the one of the two with the lower validation loss becomes the private side of the
+    mixture, and λ (unless given) is the grid value best on the same slice. This is Mansour et al.'s
+    model interpolation with the better private model: where the federation's start hurts a device
+    (negative transfer), the global model still enters through the mixture.
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
-    `save_adapter`: write the fine-tuned adapter (all its tensors) there, on the device."""
+    `save_adapter`: write the mixture's private adapter (all its tensors) there, on the device."""
     if global_weight is not None:
         check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
@@ -213,26 +235,32 @@ def personalize(
         return Personalization(federated, federated, federated, weight)
     set_trainable_for_mode(model, mode)
     selecting = selection_active(config)
+    private_model, private_name = model, "finetuned"
     if selecting:
         fit, validation = _validation_split(config, client_id, train_set)
         stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
+        epochs = private_epochs = stopped.epochs
+        scratch, scratch_stopped = _train_from_scratch_selected(models, config, client_id, fit, validation)
+        chosen = stopped
+        if scratch_stopped.validation_loss < stopped.validation_loss:
+            private_model, private_name, chosen, private_epochs = scratch, "from_scratch", scratch_stopped, scratch_stopped.epochs
         if global_weight is None:
-            weight = choose_global_weight(stopped.start_log_probs, stopped.log_probs)
-        epochs = stopped.epochs
+            weight = choose_global_weight(stopped.start_log_probs, chosen.log_probs)
     else:
         finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
-        epochs = config.finetune_epochs
+        epochs = private_epochs = config.finetune_epochs
     if ledger is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
     if save_adapter is not None:
-        write_tensors_atomically(Path(save_adapter), adapter_state(model))
+        write_tensors_atomically(Path(save_adapter), adapter_state(private_model))
     finetuned_log_probs = token_log_probs(model, held_out)
+    private_log_probs = finetuned_log_probs if private_model is model else token_log_probs(private_model, held_out)
     spent = ledger.epsilon(config.delta) if ledger is not None else None
     steps = ledger.steps if ledger is not None else 0
-    mixed = mixture_loss(federated_log_probs, finetuned_log_probs, weight)
+    mixed = mixture_loss(federated_log_probs, private_log_probs, weight)
     return Personalization(
-        federated, _evaluated(finetuned_log_probs, spent, steps, epochs), Evaluated(mixed, perplexity_from_loss(mixed), spent, steps, epochs),
-        weight, selecting,
+        federated, _evaluated(finetuned_log_probs, spent, steps, epochs),
+        Evaluated(mixed, perplexity_from_loss(mixed), spent, steps, private_epochs), weight, selecting, private_name,
     )
 
 
@@ -262,8 +290,8 @@ def personalize_split(
     models: BaseModelCache, tokenizer, config: RunConfig, mode: str, split: ClientSplit,
     global_state: dict[str, torch.Tensor], device_dir: Path, global_weight: float | None,
 ) -> dict[str, Any]:
-    """`personalize` one device on its own split, keeping the fine-tuned adapter in `device_dir`
-    (PERSONALIZED_FILE); the device's row of the personalization summary."""
+    """`personalize` one device on its own split, keeping the mixture's private adapter in
+    `device_dir` (PERSONALIZED_FILE); the device's row of the personalization summary."""
     adapter_path = Path(device_dir) / PERSONALIZED_FILE
     result = personalize(
         models, config, mode, split.client_id, global_state, Path(device_dir),
@@ -279,6 +307,7 @@ def personalize_split(
         "finetune_epochs": result.finetuned.epochs,
         "global_weight": result.global_weight,
         "selected_on_validation": result.selected_on_validation,
+        "private_model": result.private_model,
         "adapter": str(adapter_path),
     }
 

@@ -418,6 +418,7 @@ def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, 
         "global_weight": result.global_weight,
         "finetune_epochs": result.finetuned.epochs,
         "selected_on_validation": result.selected_on_validation,
+        "private_model": result.private_model,
         "epsilon_after_federation": result.federated.epsilon,
         "epsilon_after_finetune": result.finetuned.epsilon,
         "dp_steps": result.finetuned.steps,
@@ -864,7 +865,8 @@ def _gain_kept_section(results: dict[str, Any]) -> list[str]:
 
 
 def selection_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Per (profile, strategy) without DP: the epochs each method kept on its validation slice and the λ chosen."""
+    """Per (profile, strategy) without DP: the epochs each method kept on its validation slice, the λ
+    chosen there, and on how many devices the private model was the one trained from scratch."""
     rows = []
     for profile, section in results["profiles"].items():
         entry = section["epsilons"].get("none")
@@ -877,7 +879,8 @@ def selection_rows(results: dict[str, Any]) -> list[list[str]]:
                 continue
             tuned = [c["finetune_epochs"] for c in chosen]
             weights = [c["global_weight"] for c in chosen]
-            rows.append([profile, strategy, _spread(local), _spread(tuned), _spread(weights, "{:g}")])
+            scratch = sum(c.get("private_model") == "from_scratch" for c in chosen)
+            rows.append([profile, strategy, _spread(local), _spread(tuned), _spread(weights, "{:g}"), f"{scratch}/{len(chosen)}"])
     return rows
 
 
@@ -893,9 +896,11 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
         return []
     return ["### Selection without DP", "",
             "Epochs kept by early stopping on each device's validation slice (cap "
-            f"{total_epochs(results['settings'])}) and the λ chosen there; "
-            "mean over clients (range).", "",
-            _md_table(["profile", "strategy", "local-only epochs", "fine-tuning epochs", "λ (weight of the federated model)"], rows), ""]
+            f"{total_epochs(results['settings'])}) and the λ chosen there, mean over clients (range); "
+            "the last column counts the devices whose private model (the mixture's other side) is the adapter "
+            "trained from scratch, which had the lower validation loss than the fine-tuned one.", "",
+            _md_table(["profile", "strategy", "local-only epochs", "fine-tuning epochs", "λ (weight of the federated model)",
+                       "private model from scratch"], rows), ""]
 
 
 def total_epochs(s: dict[str, Any]) -> int:

@@ -6,9 +6,10 @@ under the run's `devices/<client-id>/`) fine-tunes the final global adapter on i
 for the run's `finetune_epochs`, paying from its ledger, and predicts with the mixture of the
 federated and the fine-tuned model (`client.interpolation`). The fine-tuned adapter is written to
 the device's own folder (`personalized_adapter.safetensors`); nothing is sent anywhere. Without
-record-level DP the device instead picks the fine-tuning length (up to the run's total local epochs)
-and λ on a validation slice of its train split (`client.selection`; the run's validation-fraction,
-0 = fixed). With a
+record-level DP the device instead picks the fine-tuning length (up to the run's total local epochs),
+the private model (the fine-tuned adapter or one it trains from scratch, whichever is better) and λ
+on a validation slice of its train split (`client.selection`; the run's validation-fraction,
+0 = fixed); the adapter written is then that private model. With a
 record-level budget (`--target-epsilon E`) the run must have reserved the fine-tuning in it
 (`fedpriv simulate --finetune-epochs N --target-epsilon E`), otherwise the devices refuse.
 
@@ -158,21 +159,23 @@ def _print(summary: dict[str, Any], result_path: Path) -> None:
 
     table = Table(title=f"Held-out perplexity after personalization ({summary['strategy']})")
     table.add_column("client", no_wrap=True, min_width=max(map(len, summary["clients"])))  # ids stay whole on a narrow terminal
-    for column in ("federated", "fine-tuned", "epochs", "λ", "personalized", "ε"):
+    for column in ("federated", "fine-tuned", "epochs", "private model", "λ", "personalized", "ε"):
         table.add_column(column, justify="right")
     for client_id, r in summary["clients"].items():
         eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3f}"
+        private = r.get("private_model", "finetuned").replace("_", " ")  # rows written before it was recorded: fine-tuned
         table.add_row(client_id, f"{r['federated_perplexity']:.2f}", f"{r['finetuned_perplexity']:.2f}", str(r["finetune_epochs"]),
-                      f"{r['global_weight']:g}", f"{r['personalized_perplexity']:.2f}", eps)
+                      private, f"{r['global_weight']:g}", f"{r['personalized_perplexity']:.2f}", eps)
     console = Console()
     console.print(table)
     if summary["delta"] is None:
         console.print("record-level DP off: no formal privacy guarantee for the fine-tuning")
     if any(r.get("selected_on_validation") for r in summary["clients"].values()):
-        console.print("epochs and λ chosen on a validation slice of each device's train split (held-out split untouched)")
+        console.print("epochs, the private model (fine-tuned or trained from scratch) and λ chosen on a validation slice "
+                      "of each device's train split (held-out split untouched)")
     origin = summary.get("global_adapter")
     if origin is not None and origin["rounds_aggregated"] < origin["rounds"]:
         console.print(f"note: the device's last global adapter holds {origin['rounds_aggregated']} of the run's "
                       f"{origin['rounds']} rounds (it did not receive the final one)")
-    console.print(f"fine-tuned adapters stay in each device's folder; results: {result_path}")
+    console.print(f"private adapters stay in each device's folder; results: {result_path}")
 

@@ -286,12 +286,14 @@ def test_quick_comparison_end_to_end(tmp_path):
 
 
 def test_selection_rows_report_what_each_device_chose_without_dp():
-    client = lambda epochs, weight, chosen=True: {"finetune_epochs": epochs, "global_weight": weight, "selected_on_validation": chosen}  # noqa: E731
+    def client(epochs: int, weight: float, chosen: bool = True, private: str = "finetuned") -> dict:
+        return {"finetune_epochs": epochs, "global_weight": weight, "selected_on_validation": chosen, "private_model": private}
+
     results = {"profiles": {"phone": {"epsilons": {
         "none": {"local_only": {"a": {"epochs": 9}, "b": {"epochs": 13}},
-                 "runs": {"fedavg": {"clients": {"a": client(4, 0.1), "b": client(12, 0.25)}},
+                 "runs": {"fedavg": {"clients": {"a": client(4, 0.1), "b": client(12, 0.25, private="from_scratch")}},
                           "ffa": {"clients": {"a": client(5, 0.5, chosen=False), "b": client(5, 0.5, chosen=False)}}}},
         "8": {"local_only": {"a": {"epochs": 15}}, "runs": {"fedavg": {"clients": {"a": client(5, 0.5, chosen=False)}}}},
     }}}}
     # ffa ran the fixed protocol (e.g. --validation-fraction 0) and DP runs never select: neither is listed.
-    assert cs.selection_rows(results) == [["phone", "fedavg", "11.00 (min 9, max 13)", "8.00 (min 4, max 12)", "0.17 (min 0.1, max 0.25)"]]
+    assert cs.selection_rows(results) == [["phone", "fedavg", "11.00 (min 9, max 13)", "8.00 (min 4, max 12)", "0.17 (min 0.1, max 0.25)", "1/2"]]

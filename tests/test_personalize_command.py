@@ -53,6 +53,7 @@ def test_personalize_fine_tunes_on_the_device_and_keeps_the_adapter_there(tmp_pa
 
 
 def test_without_dp_each_device_chooses_epochs_and_weight_on_its_validation_slice(tmp_path, capsys):
+    from client.personalize import PRIVATE_MODELS
     from client.selection import WEIGHT_GRID
 
     run_dir, _ = _fake_run(tmp_path)
@@ -63,6 +64,7 @@ def test_without_dp_each_device_chooses_epochs_and_weight_on_its_validation_slic
     for r in summary["clients"].values():
         assert r["selected_on_validation"] and r["global_weight"] in WEIGHT_GRID
         assert 0 <= r["finetune_epochs"] <= 3  # rounds x local epochs + finetune epochs
+        assert r["private_model"] in PRIVATE_MODELS
 
 
 def test_a_copied_run_personalizes_its_own_devices_not_the_originals(tmp_path, monkeypatch):

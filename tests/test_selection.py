@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from client.dp_training import encode, mean_nll, token_log_probs, train_locally
 from client.interpolation import mixture_loss
-from client.personalize import personalize, total_local_epochs, train_local_only
+from client.personalize import evaluate_adapter, personalize, total_local_epochs, train_local_only
 from client.selection import WEIGHT_GRID, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
 from fedpriv.config import RunConfig
 from fedpriv.data import split_records
@@ -154,3 +155,29 @@ def test_local_only_without_dp_selects_up_to_the_same_cap(models, client_data):
     assert result.epochs == stopped.epochs and 0 <= stopped.epochs <= stopped.epochs_run <= total_local_epochs(config)
     fixed, _, outcome = train_local_only(models, _config(validation_fraction=0.0), client_id, train, held_out)
     assert fixed.epochs == total_local_epochs(config) and outcome.noise_multiplier == 0.0
+
+
+def test_private_model_is_the_better_on_validation_of_fine_tuned_and_from_scratch(models, client_data, tmp_path):
+    """A global start that hurts the device (a wrecked lora_B) loses on validation to the adapter
+    trained from scratch: that one becomes the private model, and it is the local-only baseline's
+    model (same seed). Starting from that very adapter instead, fine-tuning can only match or beat
+    it on validation, so the fine-tuned model is kept (ties go to the federated side)."""
+    client_id, train, held_out, _ = client_data
+    config = _config()
+    generator = torch.Generator().manual_seed(0)
+    fresh = adapter_state(models.lora_model(config))
+    wrecked = {k: v + 1.0 * torch.randn(v.shape, generator=generator) if "lora_B" in k else v for k, v in fresh.items()}
+    path = tmp_path / "private.safetensors"
+    hurt = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, save_adapter=path)
+    assert hurt.private_model == "from_scratch"
+    local_only, _, _ = train_local_only(models, config, client_id, train, held_out)
+    private_state = load_file(str(path))
+    assert evaluate_adapter(models, config, private_state, held_out).perplexity == pytest.approx(local_only.perplexity, rel=1e-6)
+    assert hurt.interpolated.epochs == local_only.epochs
+    # the mixture is the federated model's and the private model's, with the chosen λ
+    assert hurt.interpolated.loss <= max(hurt.federated.loss, local_only.loss)
+    if hurt.global_weight == 0.0:
+        assert hurt.interpolated.loss == pytest.approx(local_only.loss, rel=1e-6)
+
+    helped = personalize(models, config, "fedavg", client_id, private_state, tmp_path, train, held_out)
+    assert helped.private_model == "finetuned"
