@@ -201,6 +201,7 @@ def personalize(
     spent_before: float | None = None,
     global_weight: float | None = None,
     save_adapter: Path | None = None,
+    from_scratch: EarlyStopped | None = None,
 ) -> Personalization:
     """Federated + private part, then fine-tuned, then the two interpolated, for one device.
 
@@ -217,7 +218,9 @@ def personalize(
     model interpolation with the better private model: where the federation's start hurts a device
     (negative transfer), the global model still enters through the mixture.
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
-    `save_adapter`: write the mixture's private adapter (all its tensors) there, on the device."""
+    `save_adapter`: write the mixture's private adapter (all its tensors) there, on the device.
+    `from_scratch`: the local-only outcome `train_local_only` already got for this device and config
+    without record-level DP (the same model), so it is not trained a second time."""
     if global_weight is not None:
         check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
@@ -240,10 +243,11 @@ def personalize(
         fit, validation = _validation_split(config, client_id, train_set)
         stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
         epochs = private_epochs = stopped.epochs
-        scratch, scratch_stopped = _train_from_scratch_selected(models, config, client_id, fit, validation)
+        scratch = from_scratch if from_scratch is not None else _train_from_scratch_selected(models, config, client_id, fit, validation)[1]
         chosen = stopped
-        if scratch_stopped.validation_loss < stopped.validation_loss:
-            private_model, private_name, chosen, private_epochs = scratch, "from_scratch", scratch_stopped, scratch_stopped.epochs
+        if scratch.validation_loss < stopped.validation_loss:
+            private_model, private_name, chosen, private_epochs = models.lora_model(config), "from_scratch", scratch, scratch.epochs
+            load_adapter_state(private_model, scratch.state)
         if global_weight is None:
             weight = choose_global_weight(stopped.start_log_probs, chosen.log_probs)
     else:

@@ -57,6 +57,7 @@ class EarlyStopped:
     epochs_run: int  # epochs trained before stopping
     start_log_probs: torch.Tensor  # the starting model's token log-probabilities on the validation slice
     log_probs: torch.Tensor  # ... and the kept model's
+    state: dict[str, torch.Tensor]  # the kept model's adapter state (what `model` was left at)
 
     @property
     def validation_loss(self) -> float:
@@ -87,7 +88,7 @@ def train_with_early_stopping(
     if max_epochs > 0:
         train_locally(model, fit, config, None, seed, epochs=max_epochs, after_epoch=after_epoch)
     load_adapter_state(model, best_state)
-    return EarlyStopped(best_epoch, ran, start, best_log_probs)
+    return EarlyStopped(best_epoch, ran, start, best_log_probs, best_state)
 
 
 def choose_global_weight(global_log_probs: torch.Tensor, private_log_probs: torch.Tensor, grid: tuple[float, ...] = WEIGHT_GRID) -> float:

@@ -377,14 +377,16 @@ def _audit_spent(config, what: str, epsilon: float | None) -> None:
         raise RuntimeError(f"{what} spent ε={epsilon} > {target}")
 
 
-def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
+def _task_local_only(config, client: ClientSplit) -> tuple[dict[str, Any], Any]:
+    """The client's local-only row, and (without record-level DP) its early-stopped outcome, which the
+    personalization reuses as its from-scratch candidate instead of training the same model again."""
     from client.personalize import train_local_only
     from client.selection import EarlyStopped
 
     started = time.perf_counter()
     result, _, outcome = train_local_only(_WORKER["models"], config, client.client_id, _encode(client.train, config), _encode(client.held_out, config))
     _audit_spent(config, f"local-only {client.client_id}", result.epsilon)
-    return {
+    row = {
         "perplexity": result.perplexity,
         "loss": result.loss,
         "epsilon": result.epsilon,
@@ -396,9 +398,11 @@ def _task_local_only(config, client: ClientSplit) -> dict[str, Any]:
         "validation_loss": outcome.validation_loss if isinstance(outcome, EarlyStopped) else None,
         "wall_time_s": time.perf_counter() - started,
     }
+    return row, outcome if isinstance(outcome, EarlyStopped) else None
 
 
-def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, spent: float | None, global_weight: float | None) -> dict[str, Any]:
+def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, spent: float | None, global_weight: float | None,
+                      from_scratch: Any = None) -> dict[str, Any]:
     from client.personalize import evaluate_adapter, load_global_adapter, personalize
 
     started = time.perf_counter()
@@ -407,7 +411,7 @@ def _task_personalize(config, strategy: str, client: ClientSplit, run_dir: str, 
     global_only = evaluate_adapter(_WORKER["models"], config, global_state, held_out)
     result = personalize(
         _WORKER["models"], config, strategy, client.client_id, global_state, Path(run_dir) / "devices" / client.client_id,
-        _encode(client.train, config), held_out, spent_before=spent, global_weight=global_weight,
+        _encode(client.train, config), held_out, spent_before=spent, global_weight=global_weight, from_scratch=from_scratch,
     )
     _audit_spent(config, f"{strategy} {client.client_id}", result.finetuned.epsilon)
     return {
@@ -455,8 +459,10 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
         # --- local-only: no federation, same epochs, same σ and budget
         config = settings.run_config(profile, epsilon, settings.strategies[0], str(data_dir), "")
         started = time.perf_counter()
-        for client, result in zip(clients, pool.map(_task_local_only, [config] * len(clients), clients)):
+        from_scratch = []  # per client: its early-stopped local-only model (None under record-level DP)
+        for client, (result, outcome) in zip(clients, pool.map(_task_local_only, [config] * len(clients), clients)):
             entry["local_only"][client.client_id] = result
+            from_scratch.append(outcome)
         entry["local_only_wall_time_s"] = time.perf_counter() - started
         log(f"{profile} ε={label}: local-only done in {entry['local_only_wall_time_s']:.0f}s")
         # --- the federation, per strategy, then global-only and personalized on every device
@@ -471,7 +477,8 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
             record_level = metrics["privacy"]["record_level"]
             spent = [record_level.get(c.client_id, {}).get("epsilon") if config.record_dp else None for c in clients]
             started = time.perf_counter()
-            results = pool.map(_task_personalize, [config] * len(clients), [strategy] * len(clients), clients, [str(run_dir)] * len(clients), spent, [settings.global_weight] * len(clients))
+            results = pool.map(_task_personalize, [config] * len(clients), [strategy] * len(clients), clients, [str(run_dir)] * len(clients), spent,
+                               [settings.global_weight] * len(clients), from_scratch)
             per_client: dict[str, Any] = {}
             for client, result in zip(clients, results):
                 # The federation's own last evaluation saw what the device held after the last

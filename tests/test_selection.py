@@ -170,7 +170,7 @@ def test_private_model_is_the_better_on_validation_of_fine_tuned_and_from_scratc
     path = tmp_path / "private.safetensors"
     hurt = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, save_adapter=path)
     assert hurt.private_model == "from_scratch"
-    local_only, _, _ = train_local_only(models, config, client_id, train, held_out)
+    local_only, _, outcome = train_local_only(models, config, client_id, train, held_out)
     private_state = load_file(str(path))
     assert evaluate_adapter(models, config, private_state, held_out).perplexity == pytest.approx(local_only.perplexity, rel=1e-6)
     assert hurt.interpolated.epochs == local_only.epochs
@@ -181,3 +181,8 @@ def test_private_model_is_the_better_on_validation_of_fine_tuned_and_from_scratc
 
     helped = personalize(models, config, "fedavg", client_id, private_state, tmp_path, train, held_out)
     assert helped.private_model == "finetuned"
+
+    # handing over the local-only outcome (compare_strategies does, to skip retraining it) changes nothing
+    reused = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, from_scratch=outcome)
+    assert (reused.private_model, reused.global_weight, reused.interpolated.epochs) == (hurt.private_model, hurt.global_weight, hurt.interpolated.epochs)
+    assert reused.interpolated.loss == pytest.approx(hurt.interpolated.loss, rel=1e-9)
