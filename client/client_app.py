@@ -78,6 +78,7 @@ def train(msg: Message, context: Context) -> Message:
         "start_perplexity": start_perplexity,
         "sample_rate": outcome.sample_rate,
         "round_steps": outcome.round_steps,
+        "learning_rate": outcome.learning_rate,  # AdamW's step (under DP: shrunk with σ, dp_learning_rate)
     }
     if ledger is not None:
         r.device.save_ledger(context, ledger)

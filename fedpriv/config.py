@@ -17,6 +17,8 @@ from fedpriv.errors import ConfigError
 PROFILES = ("hospital", "phone")
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks", "ghost")
+# AdamW's step under record-level DP-SGD: learning-rate × min(1, 1/σ) (client.dp_training.dp_learning_rate), or as given.
+DP_STEP_SIZES = ("inverse-sigma", "fixed")
 DP_MODES = ("auto", "record", "client", "both", "none")
 STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
 # Which DP a profile gets by default: a hospital protects each patient record (record-level);
@@ -71,6 +73,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "hooks"
+    dp_step_size: str = "inverse-sigma"  # DP_STEP_SIZES: the step shrinks with the noise (see client.dp_training)
     # bookkeeping
     seed: int = 0
     out: str = ""
@@ -152,6 +155,8 @@ class RunConfig:
             raise ConfigError("eval-fraction", f"must be in (0, 1), got {self.eval_fraction}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError("validation-fraction", f"must be in [0, 1), got {self.validation_fraction}")
+        if self.dp_step_size not in DP_STEP_SIZES:
+            raise ConfigError("dp-step-size", f"must be one of {', '.join(DP_STEP_SIZES)}, got {self.dp_step_size!r}")
         if self.dp not in DP_MODES:
             raise ConfigError("dp", f"must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
         if self.strategy not in STRATEGIES:

@@ -80,7 +80,9 @@ def write_report(record: RunRecord) -> Path:
     lines.append("")
     if config.record_dp:
         sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"
-        lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds.")
+        step = ("learning rate × min(1, 1/σ)" if config.dp_step_size == "inverse-sigma" else "the learning rate as given")
+        lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds; "
+                     f"AdamW step {step} (`dp-step-size {config.dp_step_size}`).")
     if record.client_level:
         cl = record.client_level[max(record.client_level)]
         lines.append(
@@ -90,8 +92,8 @@ def write_report(record: RunRecord) -> Path:
     if config.dp_mode == "none":
         lines.append("**DP disabled (`--dp none`): these results carry no formal privacy guarantee.**")
     lines += ["", f"![perplexity and epsilon per round]({png.name})", "", f"## Final round ({last_round})", ""]
-    lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps | step size |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     final = record.rounds.get(last_round, {})
     for client_id in sorted(final):
         entry = final[client_id]
@@ -101,7 +103,7 @@ def write_report(record: RunRecord) -> Path:
         lines.append(
             f"| {client_id} | {fmt(baseline.get(client_id))} | {fmt(entry.get('eval_perplexity'))} | "
             f"{fmt(privacy.get('epsilon'), '.3f')} | {fmt(privacy.get('delta'), 'g')} | {fmt(privacy.get('noise_multiplier'), '.3f')} | "
-            f"{fmt(privacy.get('sample_rate'), '.4f')} | {privacy.get('steps', '–')} |"
+            f"{fmt(privacy.get('sample_rate'), '.4f')} | {privacy.get('steps', '–')} | {fmt(entry.get('learning_rate'), '.3g')} |"
         )
     finals = [e["eval_perplexity"] for e in final.values() if e.get("eval_perplexity") is not None]
     if finals and baseline:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("--delta", type=float, default=defaults.delta)
     dp.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm, help="per-record clipping norm C")
     dp.add_argument("--accountant", choices=ACCOUNTANTS, default=defaults.accountant)
+    dp.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=defaults.dp_step_size,
+                    help="record-level DP: inverse-sigma = learning rate × min(1, 1/σ) (noisy steps shrink with the noise); fixed = the learning rate as given")
     dp.add_argument("--grad-sample-mode", choices=GRAD_SAMPLE_MODES, default=defaults.grad_sample_mode, help="Opacus per-sample gradient mode")
     run = sim.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -109,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_grad_norm=args.max_grad_norm,
         accountant=args.accountant,
         grad_sample_mode=args.grad_sample_mode,
+        dp_step_size=args.dp_step_size,
         seed=args.seed,
         out=args.out,
     )

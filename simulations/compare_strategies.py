@@ -55,6 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fedpriv.config import DP_STEP_SIZES
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +103,10 @@ class Settings:
     # Without DP: the fraction of each train split that selects epochs and λ (client.selection).
     validation_fraction: float = 0.2
     max_grad_norm: float = 0.3  # per-record gradient norms are ~0.5-1 here: clipping all of them raises signal/noise
+    # Record-level DP: AdamW's step is learning_rate × min(1, 1/σ) (client.dp_training.dp_learning_rate).
+    dp_step_size: str = "inverse-sigma"
+    # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`no_dp_reuse`).
+    no_dp_from: str = ""
     delta: float = 1e-5
     # RDP: a (slightly looser) upper bound on the PRV/PLD ε, ~10x faster to evaluate on multi-round
     # ledgers here; σ is calibrated with the same accountant, so the stated ε is never exceeded.
@@ -140,6 +145,7 @@ class Settings:
             delta=self.delta,
             max_grad_norm=self.max_grad_norm,
             accountant=self.accountant,
+            dp_step_size=self.dp_step_size,
             seed=self.seed,
             out=out,
         ).validated()
@@ -454,6 +460,10 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
     }
     for epsilon in settings.epsilons:
         label = epsilon_label(epsilon)
+        if epsilon is None and settings.no_dp_from:
+            section["epsilons"][label] = reused_no_dp_entry(Path(settings.no_dp_from), profile, settings, section["clients"])
+            log(f"{profile} no DP: taken from {settings.no_dp_from}")
+            continue
         entry: dict[str, Any] = {"epsilon": epsilon, "local_only": {}, "runs": {}}
         section["epsilons"][label] = entry
         # --- local-only: no federation, same epochs, same σ and budget
@@ -507,6 +517,42 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
                 f"{entry['runs'][strategy]['personalization_wall_time_s']:.0f}s"
             )
     return section
+
+
+# Settings that change nothing in a run without DP: a comparison that differs from an earlier one
+# only in these may take that one's no-DP rows instead of rerunning them (`--no-dp-from`).
+DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_size")
+NOT_RESULT_FIELDS = ("workers", "out", "report", "runs_dir", "no_dp_from")
+
+
+def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
+    """The no-DP rows of `profile` from an earlier comparison's results.json, for a comparison that
+    changes only what DP runs do. Refused (SystemExit naming the difference) unless every setting
+    a no-DP run depends on is the same, it has this profile's no-DP rows for every strategy asked
+    for, and its clients are the same (ids, split sizes and base-model perplexity on each held-out
+    split, so the same data and split). The code is not compared: reuse only after DP-only changes."""
+    try:
+        earlier = json.loads(Path(results_file).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--no-dp-from {results_file}: cannot read it ({err})") from None
+    ignored = set(DP_ONLY_FIELDS) | set(NOT_RESULT_FIELDS)
+    wanted = {k: v for k, v in _json_ready(dataclasses.asdict(settings)).items() if k not in ignored}
+    found = {k: v for k, v in earlier.get("settings", {}).items() if k not in ignored}
+    differing = sorted(k for k in set(wanted) | set(found) if k != "strategies" and wanted.get(k) != found.get(k))
+    if differing:
+        raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ)")
+    entry = earlier.get("profiles", {}).get(profile, {}).get("epsilons", {}).get("none")
+    missing = [s for s in settings.strategies if entry is None or s not in entry.get("runs", {})]
+    if missing:
+        raise SystemExit(f"--no-dp-from {results_file}: no no-DP rows for {profile} / {', '.join(missing)}")
+    earlier_clients = earlier["profiles"][profile]["clients"]
+    if set(earlier_clients) != set(clients) or any(
+        earlier_clients[c]["train_records"] != v["train_records"] or earlier_clients[c]["held_out_records"] != v["held_out_records"]
+        or not math.isclose(earlier_clients[c]["base_perplexity"], v["base_perplexity"], rel_tol=1e-6)
+        for c, v in clients.items()
+    ):
+        raise SystemExit(f"--no-dp-from {results_file}: its {profile} clients or their splits differ from this comparison's")
+    return {**entry, "runs": {s: entry["runs"][s] for s in settings.strategies}, "reused_from": str(results_file)}
 
 
 def client_rows(results: dict[str, Any]) -> list[ClientRow]:
@@ -776,7 +822,8 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
                                     for p in results["profiles"]),
         f"- privacy: record-level DP-SGD (Opacus, clip {s['max_grad_norm']:g}, {s['accountant']} accountant, δ={s['delta']:g}); "
         "σ calibrated per client so that all rounds **plus** the fine-tuning spend exactly the target ε; "
-        "local-only uses the same σ and number of steps, so the same ε",
+        "local-only uses the same σ and number of steps, so the same ε; "
+        + dp_step_note(s) + reused_note(results),
         "",
         "## Definitions",
         "",
@@ -971,6 +1018,20 @@ def finalize(results: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def dp_step_note(s: dict[str, Any]) -> str:
+    """The DP step-size rule as run (results made before the setting existed used the fixed rate)."""
+    if s.get("dp_step_size", "fixed") == "fixed":
+        return f"every DP-SGD step uses learning rate {s['learning_rate']:g}"
+    return (f"every DP-SGD step (federation, fine-tuning, local-only) uses learning rate {s['learning_rate']:g} × min(1, 1/σ), "
+            "since Adam moves each coordinate about one learning rate per noisy step whatever the signal "
+            "(`dp-step-size inverse-sigma`, `client.dp_training.dp_learning_rate`)")
+
+
+def reused_note(results: dict[str, Any]) -> str:
+    sources = sorted({e["reused_from"] for p in results["profiles"].values() for e in p["epsilons"].values() if e.get("reused_from")})
+    return f"\n- no-DP rows taken unchanged from {', '.join(f'`{x}`' for x in sources)} (`--no-dp-from`; nothing they depend on changed)" if sources else ""
+
+
 def _json_ready(value: Any) -> Any:
     """JSON has no NaN/inf and no tuple keys: write null, drop the tuple-keyed index."""
     if isinstance(value, dict):
@@ -1018,6 +1079,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the fine-tuning, and λ; 0 = fixed epochs and λ as under DP")
     p.add_argument("--delta", type=float, default=d.delta)
     p.add_argument("--accountant", choices=("prv", "rdp"), default=d.accountant)
+    p.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=d.dp_step_size,
+                   help="record-level DP: inverse-sigma = learning rate × min(1, 1/σ); fixed = the learning rate as given")
+    p.add_argument("--no-dp-from", default="", metavar="RESULTS_JSON",
+                   help="take the no-DP rows from this earlier results.json instead of rerunning them (after a change to DP runs only; "
+                        "refused unless every setting a no-DP run depends on, and the clients, are the same)")
     p.add_argument("--model", default=d.model)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="processes for the device-side work (local-only, personalization), one torch thread each")
@@ -1076,6 +1142,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         validation_fraction=args.validation_fraction,
         delta=args.delta,
         accountant=args.accountant,
+        dp_step_size=args.dp_step_size,
+        no_dp_from=args.no_dp_from,
         model=args.model,
         seed=args.seed,
         workers=max(1, args.workers),

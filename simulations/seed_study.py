@@ -45,7 +45,7 @@ DEFAULT_REPORT = Path("docs/results-seeds.md")
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 # Settings that legitimately differ between the seeds of one study.
-PER_SEED_FIELDS = ("seed", "out", "report", "runs_dir")
+PER_SEED_FIELDS = ("seed", "out", "report", "runs_dir", "no_dp_from")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -167,12 +167,17 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     return results
 
 
-def run_seeds(seeds: Sequence[int], passthrough: Sequence[str], out: Path, runs_dir: Path, console) -> tuple[dict[int, dict[str, Any]], list[int]]:
+def run_seeds(seeds: Sequence[int], passthrough: Sequence[str], out: Path, runs_dir: Path, console,
+              no_dp_from: Path | None = None) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """Each seed's comparison (reused when already there). `no_dp_from`: an earlier study's folder
+    whose seed-<N>/results.json supply each seed's no-DP rows (compare_strategies --no-dp-from)."""
     parser = cs.build_parser()
     per_seed: dict[int, dict[str, Any]] = {}
     reused: list[int] = []
     for index, seed in enumerate(seeds, 1):
         argv = [*passthrough, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--runs-dir", str(runs_dir / f"seed-{seed}")]
+        if no_dp_from is not None:
+            argv += ["--no-dp-from", str(no_dp_from / f"seed-{seed}" / "results.json")]
         settings = cs.settings_from_args(parser.parse_args(argv), argv)
         wanted = json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings))))
         found = reusable(out / f"seed-{seed}" / "results.json", wanted)
@@ -280,11 +285,13 @@ def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -
         "every other setting is the same (below)",
         f"- wall time: **{study['seed_wall_time_s'] / 60:.1f} min** in all (the per-seed comparisons)"
         + (f"; seeds {', '.join(str(s) for s in study['reused'])} were reused from earlier runs with the same settings "
-           "(each one's command is in its report)" if study["reused"] else ""),
+           "(each one's command is in its report)" if study["reused"] else "")
+        + (f"; the no-DP rows of each seed come unchanged from `{study['no_dp_from']}` (`--no-dp-from`; wall time above excludes them)"
+           if study.get("no_dp_from") else ""),
         f"- settings: profiles {', '.join(settings['profiles'])}; strategies {', '.join(settings['strategies'])}; privacy "
         f"{', '.join(cs._fmt_eps(cs.epsilon_label(e)) for e in settings['epsilons'])}; {settings['rounds']} rounds × {settings['local_epochs']} local epochs "
         f"+ {settings['finetune_epochs']} fine-tuning epochs; lr {settings['learning_rate']:g}; batch {settings['batch_size']}; rank {settings['lora_rank']}; "
-        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; {cs.weight_note(settings)}"
+        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {settings.get('dp_step_size', 'fixed')}; {cs.weight_note(settings)}"
         + cs.selection_note(settings),
         "- methods and definitions: as in [results.md](results.md) (global-only, local-only, personalized = interpolation, gain).",
         f"- **pooled gain kept** = mean over seeds of gain(ε={cs.GAIN_KEPT_EPSILON:g}) / mean over seeds of gain(no DP); the 95 % interval is a "
@@ -335,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="study folder: seeds.json, seeds.png and seed-<N>/ per seed")
     p.add_argument("--report", default=None, help=f"Markdown report (default {DEFAULT_REPORT} with the default --out, else <out>/results-seeds.md)")
     p.add_argument("--runs-dir", default="", help="where the federations' run folders go (default runs/seeds-<timestamp>)")
+    p.add_argument("--no-dp-from", default="", metavar="DIR",
+                   help="an earlier study's folder: each seed takes its no-DP rows from DIR/seed-<N>/results.json instead of rerunning "
+                        "them (after a change to DP runs only; see compare_strategies --no-dp-from)")
     return p
 
 
@@ -352,12 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = Path(args.runs_dir or Path("runs") / f"seeds-{datetime.now():%Y%m%d-%H%M%S}")
     console = Console(width=None if sys.stdout.isatty() else 160)
     started = time.perf_counter()
-    per_seed, reused = run_seeds(seeds, passthrough, out, runs_dir, console)
+    no_dp_from = Path(args.no_dp_from) if args.no_dp_from else None
+    if no_dp_from is not None and Path(no_dp_from).resolve() == out.resolve():
+        raise SystemExit(f"--no-dp-from {no_dp_from}: is this study's own --out; move the earlier study elsewhere first")
+    per_seed, reused = run_seeds(seeds, passthrough, out, runs_dir, console, no_dp_from)
     study = pool(per_seed)
     study.update({
         "command": "python -m simulations.seed_study" + "".join(" " + shlex.quote(a) for a in argv),
         "settings": comparable(per_seed[seeds[0]]["settings"]),
         "reused": reused,
+        "no_dp_from": str(no_dp_from) if no_dp_from is not None else None,
         "seed_wall_time_s": sum(per_seed[s]["wall_time_s"] for s in seeds),
         "wall_time_s": time.perf_counter() - started,
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),

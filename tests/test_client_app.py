@@ -15,7 +15,7 @@ from fedpriv.modeling import adapter_state, build_lora_model, initial_adapter_st
 from simulations.synthetic import generate_federation, write_federation
 from strategies.testing import ensure_task_identity
 
-REQUIRED_METRICS = {"train_loss", "num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps"}
+REQUIRED_METRICS = {"train_loss", "num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "learning_rate"}
 
 
 @pytest.fixture(scope="module")

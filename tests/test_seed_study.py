@@ -126,3 +126,58 @@ def test_a_study_refuses_a_seed_folder_holding_another_seed(tmp_path):
     (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], _settings_for(1, out))))  # seed 1's results in seed-0/
     with pytest.raises(SystemExit, match="holds seed 1, not 0"):
         ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
+
+
+# ---- reusing the no-DP rows of an earlier comparison (--no-dp-from) -----------------------------
+
+CLIENTS = {"a": {"train_records": 80, "held_out_records": 80, "base_perplexity": 700.0},
+           "b": {"train_records": 80, "held_out_records": 80, "base_perplexity": 650.0}}
+
+
+def _settings(argv: list[str]) -> cs.Settings:
+    return cs.settings_from_args(cs.build_parser().parse_args(argv), argv)
+
+
+def _earlier(tmp_path, settings: cs.Settings, **setting_changes):
+    results = _results(SEEDS[0], {**json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings)))), **setting_changes})
+    results["settings"].pop("dp_step_size")  # made before the setting existed
+    results["profiles"]["hospital"]["clients"] = CLIENTS
+    path = tmp_path / f"earlier-{len(list(tmp_path.glob('earlier-*')))}.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_no_dp_rows_are_reused_only_when_nothing_a_no_dp_run_depends_on_differs(tmp_path):
+    now = _settings([*PASSTHROUGH, "--epsilons", "none,1,8"])
+    earlier = _earlier(tmp_path, now, epsilons=[None, 8.0], delta=1e-6, max_grad_norm=1.0, accountant="prv", out="elsewhere")
+    entry = cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+    assert entry["local_only"] == {"a": {"perplexity": 110}, "b": {"perplexity": 40}}
+    assert entry["runs"]["fedavg"]["clients"]["a"]["personalized"] == 90 and entry["reused_from"] == str(earlier)
+    for change, named in ((dict(learning_rate=0.5), "learning_rate"), (dict(validation_fraction=0.0), "validation_fraction"),
+                          (dict(seed=1), "seed")):
+        with pytest.raises(SystemExit, match=named):
+            cs.reused_no_dp_entry(_earlier(tmp_path, now, **change), "hospital", now, CLIENTS)
+    other_split = {**CLIENTS, "b": {**CLIENTS["b"], "base_perplexity": 651.0}}
+    with pytest.raises(SystemExit, match="clients or their splits differ"):
+        cs.reused_no_dp_entry(earlier, "hospital", now, other_split)
+    with pytest.raises(SystemExit, match="hospital / ffa"):
+        cs.reused_no_dp_entry(earlier, "hospital", _settings([*PASSTHROUGH, "--strategies", "fedavg,ffa"]), CLIENTS)
+
+
+def test_a_study_hands_each_seed_its_own_earlier_results_for_the_no_dp_rows(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(settings, command):
+        seen[settings.seed] = (settings.no_dp_from, command)
+        return _results(SEEDS[settings.seed], json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings)))))
+
+    monkeypatch.setattr(cs, "run", fake_run)
+    earlier = tmp_path / "earlier-study"
+    assert ss.main(["--seeds", "0-1", "--out", str(tmp_path / "study"), "--no-dp-from", str(earlier), *PASSTHROUGH]) == 0
+    assert {s: v[0] for s, v in seen.items()} == {s: str(earlier / f"seed-{s}" / "results.json") for s in (0, 1)}
+    assert all("--no-dp-from" in command for _, command in seen.values())
+    study = json.loads((tmp_path / "study" / "seeds.json").read_text())
+    assert study["no_dp_from"] == str(earlier) and "no_dp_from" not in study["settings"]
+    assert "come unchanged from" in (tmp_path / "study" / "results-seeds.md").read_text()
+    # A finished seed made with another --no-dp-from is still reused: where its no-DP rows came from is per seed.
+    assert ss.main(["--seeds", "0-1", "--out", str(tmp_path / "study"), *PASSTHROUGH]) == 0
