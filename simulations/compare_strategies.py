@@ -105,7 +105,7 @@ class Settings:
     max_grad_norm: float = 0.3  # per-record gradient norms are ~0.5-1 here: clipping all of them raises signal/noise
     # Record-level DP: AdamW's step is learning_rate × min(1, 1/σ) (client.dp_training.dp_learning_rate).
     dp_step_size: str = "inverse-sigma"
-    # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`no_dp_reuse`).
+    # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`reused_no_dp_entry`).
     no_dp_from: str = ""
     delta: float = 1e-5
     # RDP: a (slightly looser) upper bound on the PRV/PLD ε, ~10x faster to evaluate on multi-round
