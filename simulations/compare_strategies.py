@@ -525,6 +525,13 @@ DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_s
 NOT_RESULT_FIELDS = ("workers", "out", "report", "runs_dir", "no_dp_from")
 
 
+def differing_settings(found: dict[str, Any], wanted: dict[str, Any], ignored: Sequence[str] = ()) -> list[str]:
+    """Names of the settings (results.json `settings`, JSON-ready) in which two comparisons differ,
+    `ignored` aside; a setting only one of them records counts as differing."""
+    keys = (set(found) | set(wanted)) - set(ignored)
+    return sorted(k for k in keys if k not in found or k not in wanted or found[k] != wanted[k])
+
+
 def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
     """The no-DP rows of `profile` from an earlier comparison's results.json, for a comparison that
     changes only what DP runs do. Refused (SystemExit naming the difference) unless every setting
@@ -535,10 +542,9 @@ def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, cli
         earlier = json.loads(Path(results_file).read_text())
     except (OSError, ValueError) as err:
         raise SystemExit(f"--no-dp-from {results_file}: cannot read it ({err})") from None
-    ignored = set(DP_ONLY_FIELDS) | set(NOT_RESULT_FIELDS)
-    wanted = {k: v for k, v in _json_ready(dataclasses.asdict(settings)).items() if k not in ignored}
-    found = {k: v for k, v in earlier.get("settings", {}).items() if k not in ignored}
-    differing = sorted(k for k in set(wanted) | set(found) if k != "strategies" and wanted.get(k) != found.get(k))
+    # strategies: any superset will do (checked below)
+    differing = differing_settings(earlier.get("settings", {}), _json_ready(dataclasses.asdict(settings)),
+                                   (*DP_ONLY_FIELDS, *NOT_RESULT_FIELDS, "strategies"))
     if differing:
         raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ)")
     entry = earlier.get("profiles", {}).get(profile, {}).get("epsilons", {}).get("none")

@@ -157,9 +157,8 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     results = json.loads(results_file.read_text())
     if results.get("settings", {}).get("seed") != wanted["seed"]:
         raise SystemExit(f"{results_file} holds seed {results.get('settings', {}).get('seed')!r}, not {wanted['seed']}; move it away")
-    found = comparable(results.get("settings", {}))
-    if found != comparable(wanted):
-        differing = sorted(k for k in set(found) | set(comparable(wanted)) if found.get(k) != wanted.get(k))
+    differing = cs.differing_settings(results.get("settings", {}), wanted, PER_SEED_FIELDS)
+    if differing:
         raise SystemExit(
             f"{results_file} was made with other settings ({', '.join(differing)} differ); "
             "move it away or use another --out for this study"

@@ -115,6 +115,16 @@ def test_a_study_refuses_per_seed_results_made_with_other_settings(tmp_path):
     assert not (out / "seeds.json").exists()
 
 
+def test_a_study_names_a_setting_the_per_seed_results_do_not_record(tmp_path):
+    out = tmp_path / "study"
+    settings = _settings_for(0, out)
+    del settings["global_weight"]  # None now: a missing key must still be named, not pass as equal
+    (out / "seed-0").mkdir(parents=True)
+    (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], settings)))
+    with pytest.raises(SystemExit, match=r"\(global_weight differ\)"):
+        ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
+
+
 def test_a_study_refuses_a_single_seed_option(tmp_path):
     with pytest.raises(SystemExit, match="--seed"):
         ss.main(["--seeds", "0-1", "--seed", "3", "--out", str(tmp_path)])
