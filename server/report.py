@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from fedpriv.config import DP_STEP_RULES
 from server.run_record import RunRecord
 
 
@@ -80,7 +81,7 @@ def write_report(record: RunRecord) -> Path:
     lines.append("")
     if config.record_dp:
         sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"
-        step = ("learning rate × min(1, 1/σ)" if config.dp_step_size == "inverse-sigma" else "the learning rate as given")
+        step = DP_STEP_RULES[config.dp_step_size]
         lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds; "
                      f"AdamW step {step} (`dp-step-size {config.dp_step_size}`).")
     if record.client_level:

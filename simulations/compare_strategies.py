@@ -55,7 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fedpriv.config import DP_STEP_SIZES
+from fedpriv.config import DP_STEP_RULES, DP_STEP_SIZES
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +103,8 @@ class Settings:
     # Without DP: the fraction of each train split that selects epochs and λ (client.selection).
     validation_fraction: float = 0.2
     max_grad_norm: float = 0.3  # per-record gradient norms are ~0.5-1 here: clipping all of them raises signal/noise
-    # Record-level DP: AdamW's step is learning_rate × min(1, 1/σ) (client.dp_training.dp_learning_rate).
-    dp_step_size: str = "inverse-sigma"
+    # Record-level DP: AdamW's step (fedpriv.config.DP_STEP_RULES, client.dp_training.dp_learning_rate).
+    dp_step_size: str = "capped"
     # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`reused_no_dp_entry`).
     no_dp_from: str = ""
     delta: float = 1e-5
@@ -1028,9 +1028,10 @@ def dp_step_note(s: dict[str, Any]) -> str:
     """The DP step-size rule as run (results made before the setting existed used the fixed rate)."""
     if s.get("dp_step_size", "fixed") == "fixed":
         return f"every DP-SGD step uses learning rate {s['learning_rate']:g}"
-    return (f"every DP-SGD step (federation, fine-tuning, local-only) uses learning rate {s['learning_rate']:g} × min(1, 1/σ), "
+    rule = DP_STEP_RULES[s["dp_step_size"]].replace("learning rate", f"learning rate {s['learning_rate']:g}", 1)
+    return (f"every DP-SGD step (federation, fine-tuning, local-only) uses {rule}, "
             "since Adam moves each coordinate about one learning rate per noisy step whatever the signal "
-            "(`dp-step-size inverse-sigma`, `client.dp_training.dp_learning_rate`)")
+            f"(`dp-step-size {s['dp_step_size']}`, `client.dp_training.dp_learning_rate`)")
 
 
 def reused_note(results: dict[str, Any]) -> str:
@@ -1086,7 +1087,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, default=d.delta)
     p.add_argument("--accountant", choices=("prv", "rdp"), default=d.accountant)
     p.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=d.dp_step_size,
-                   help="record-level DP: inverse-sigma = learning rate × min(1, 1/σ); fixed = the learning rate as given")
+                   help="record-level DP-SGD's AdamW step: " + "; ".join(f"{k} = {v}" for k, v in DP_STEP_RULES.items()))
     p.add_argument("--no-dp-from", default="", metavar="RESULTS_JSON",
                    help="take the no-DP rows from this earlier results.json instead of rerunning them (after a change to DP runs only; "
                         "refused unless every setting a no-DP run depends on, and the clients, are the same)")
