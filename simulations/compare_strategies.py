@@ -532,6 +532,14 @@ def differing_settings(found: dict[str, Any], wanted: dict[str, Any], ignored: S
     return sorted(k for k in keys if k not in found or k not in wanted or found[k] != wanted[k])
 
 
+def describe_differences(found: dict[str, Any], wanted: dict[str, Any], names: Sequence[str]) -> str:
+    """`names` (from `differing_settings`) with both values, for a refusal the user can act on:
+    `dp_step_size "inverse-sigma" there, "capped" here`."""
+    def value(settings: dict[str, Any], name: str) -> str:
+        return json.dumps(settings[name]) if name in settings else "not recorded"
+    return "; ".join(f"{name} {value(found, name)} there, {value(wanted, name)} here" for name in names)
+
+
 def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
     """The no-DP rows of `profile` from an earlier comparison's results.json, for a comparison that
     changes only what DP runs do. Refused (SystemExit naming the difference) unless every setting
@@ -543,10 +551,11 @@ def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, cli
     except (OSError, ValueError) as err:
         raise SystemExit(f"--no-dp-from {results_file}: cannot read it ({err})") from None
     # strategies: any superset will do (checked below)
-    differing = differing_settings(earlier.get("settings", {}), _json_ready(dataclasses.asdict(settings)),
-                                   (*DP_ONLY_FIELDS, *NOT_RESULT_FIELDS, "strategies"))
+    found, wanted = earlier.get("settings", {}), _json_ready(dataclasses.asdict(settings))
+    differing = differing_settings(found, wanted, (*DP_ONLY_FIELDS, *NOT_RESULT_FIELDS, "strategies"))
     if differing:
-        raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ)")
+        raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ: "
+                         f"{describe_differences(found, wanted, differing)})")
     entry = earlier.get("profiles", {}).get(profile, {}).get("epsilons", {}).get("none")
     missing = [s for s in settings.strategies if entry is None or s not in entry.get("runs", {})]
     if missing:

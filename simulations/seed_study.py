@@ -160,8 +160,9 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     differing = cs.differing_settings(results.get("settings", {}), wanted, PER_SEED_FIELDS)
     if differing:
         raise SystemExit(
-            f"{results_file} was made with other settings ({', '.join(differing)} differ); "
-            "move it away or use another --out for this study"
+            f"{results_file} was made with other settings ({', '.join(differing)} differ: "
+            f"{cs.describe_differences(results.get('settings', {}), wanted, differing)}); "
+            "pass the same options, move it away, or use another --out for this study"
         )
     return results
 

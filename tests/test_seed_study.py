@@ -110,9 +110,28 @@ def test_a_study_refuses_per_seed_results_made_with_other_settings(tmp_path):
     settings["learning_rate"] = 0.5
     (out / "seed-0").mkdir(parents=True)
     (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], settings)))
-    with pytest.raises(SystemExit, match="learning_rate"):
+    with pytest.raises(SystemExit, match=r"learning_rate differ: learning_rate 0.5 there, 0.02 here"):
         ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
     assert not (out / "seeds.json").exists()
+
+
+def test_a_study_made_with_the_uncapped_dp_step_is_refused_with_the_option_that_remakes_it(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    settings = _settings_for(0, out)
+    settings["dp_step_size"] = "inverse-sigma"  # the default before `capped`
+    (out / "seed-0").mkdir(parents=True)
+    (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], settings)))
+    with pytest.raises(SystemExit, match=r'dp_step_size "inverse-sigma" there, "capped" here'):
+        ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
+    ran = []
+
+    def fake_run(run_settings, command):
+        ran.append(run_settings.seed)
+        return _results(SEEDS[run_settings.seed], json.loads(json.dumps(cs._json_ready(dataclasses.asdict(run_settings)))))
+
+    monkeypatch.setattr(cs, "run", fake_run)
+    assert ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH, "--dp-step-size", "inverse-sigma"]) == 0
+    assert ran == [1]  # with the option named, seed 0 is reused as it is
 
 
 def test_a_study_names_a_setting_the_per_seed_results_do_not_record(tmp_path):
@@ -121,7 +140,7 @@ def test_a_study_names_a_setting_the_per_seed_results_do_not_record(tmp_path):
     del settings["global_weight"]  # None now: a missing key must still be named, not pass as equal
     (out / "seed-0").mkdir(parents=True)
     (out / "seed-0" / "results.json").write_text(json.dumps(_results(SEEDS[0], settings)))
-    with pytest.raises(SystemExit, match=r"\(global_weight differ\)"):
+    with pytest.raises(SystemExit, match=r"\(global_weight differ: global_weight not recorded there, null here\)"):
         ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
 
 
@@ -163,7 +182,7 @@ def test_no_dp_rows_are_reused_only_when_nothing_a_no_dp_run_depends_on_differs(
     entry = cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     assert entry["local_only"] == {"a": {"perplexity": 110}, "b": {"perplexity": 40}}
     assert entry["runs"]["fedavg"]["clients"]["a"]["personalized"] == 90 and entry["reused_from"] == str(earlier)
-    for change, named in ((dict(learning_rate=0.5), "learning_rate"), (dict(validation_fraction=0.0), "validation_fraction"),
+    for change, named in ((dict(learning_rate=0.5), "learning_rate 0.5 there, 0.02 here"), (dict(validation_fraction=0.0), "validation_fraction"),
                           (dict(seed=1), "seed")):
         with pytest.raises(SystemExit, match=named):
             cs.reused_no_dp_entry(_earlier(tmp_path, now, **change), "hospital", now, CLIENTS)
