@@ -29,6 +29,7 @@ DP_STEP_RULES = {
     "inverse-sigma": "learning rate × min(1, 1/σ)",
     "fixed": "the learning rate as given",
 }
+DP_STEP_HELP = "record-level DP-SGD's AdamW step: " + "; ".join(f"{name} = {rule}" for name, rule in DP_STEP_RULES.items())
 DP_MODES = ("auto", "record", "client", "both", "none")
 STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
 # Which DP a profile gets by default: a hospital protects each patient record (record-level);

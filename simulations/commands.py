@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_STEP_RULES, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm, help="per-record clipping norm C")
     dp.add_argument("--accountant", choices=ACCOUNTANTS, default=defaults.accountant)
     dp.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=defaults.dp_step_size,
-                    help="record-level DP-SGD's AdamW step: " + "; ".join(f"{k} = {v}" for k, v in DP_STEP_RULES.items()))
+                    help=DP_STEP_HELP)
     dp.add_argument("--grad-sample-mode", choices=GRAD_SAMPLE_MODES, default=defaults.grad_sample_mode, help="Opacus per-sample gradient mode")
     run = sim.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed)

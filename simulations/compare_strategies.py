@@ -55,7 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fedpriv.config import DP_STEP_RULES, DP_STEP_SIZES
+from fedpriv.config import DP_STEP_HELP, DP_STEP_RULES, DP_STEP_SIZES
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -1096,7 +1096,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, default=d.delta)
     p.add_argument("--accountant", choices=("prv", "rdp"), default=d.accountant)
     p.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=d.dp_step_size,
-                   help="record-level DP-SGD's AdamW step: " + "; ".join(f"{k} = {v}" for k, v in DP_STEP_RULES.items()))
+                   help=DP_STEP_HELP)
     p.add_argument("--no-dp-from", default="", metavar="RESULTS_JSON",
                    help="take the no-DP rows from this earlier results.json instead of rerunning them (after a change to DP runs only; "
                         "refused unless every setting a no-DP run depends on, and the clients, are the same)")

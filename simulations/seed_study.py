@@ -157,11 +157,12 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     results = json.loads(results_file.read_text())
     if results.get("settings", {}).get("seed") != wanted["seed"]:
         raise SystemExit(f"{results_file} holds seed {results.get('settings', {}).get('seed')!r}, not {wanted['seed']}; move it away")
-    differing = cs.differing_settings(results.get("settings", {}), wanted, PER_SEED_FIELDS)
+    found = results.get("settings", {})
+    differing = cs.differing_settings(found, wanted, PER_SEED_FIELDS)
     if differing:
         raise SystemExit(
             f"{results_file} was made with other settings ({', '.join(differing)} differ: "
-            f"{cs.describe_differences(results.get('settings', {}), wanted, differing)}); "
+            f"{cs.describe_differences(found, wanted, differing)}); "
             "pass the same options, move it away, or use another --out for this study"
         )
     return results
