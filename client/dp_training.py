@@ -64,13 +64,15 @@ def steps_per_round(num_records: int, config: RunConfig) -> int:
 
 def planned_dp_steps(config: RunConfig, num_records: int) -> int:
     """The DP-SGD steps a device's budget is calibrated for: all rounds plus the fine-tuning (local-only
-    trains the same number of epochs, so the same steps)."""
-    return (config.rounds * config.local_epochs + config.finetune_epochs) * math.ceil(num_records / config.batch_size)
+    trains the same number of epochs, so the same steps). Under `dp-scope uploads` the fine-tuning
+    runs without noise, so the rounds alone spend the budget."""
+    private_epochs = config.rounds * config.local_epochs + (config.finetune_epochs if config.on_device_dp else 0)
+    return private_epochs * math.ceil(num_records / config.batch_size)
 
 
 def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
-    """The configured sigma, or the sigma that spends exactly `target_epsilon` over all rounds plus
-    the local fine-tuning after them (assuming the client takes part in every round: a conservative
+    """The configured sigma, or the sigma that spends exactly `target_epsilon` over `planned_dp_steps`:
+    all rounds plus (under `dp-scope all`) the local fine-tuning after them (assuming the client takes part in every round: a conservative
     choice when clients are sampled)."""
     if config.target_epsilon <= 0:
         return config.noise_multiplier

@@ -14,6 +14,10 @@ accounting as the ClientApp (used by `simulations.compare_strategies`).
   Without record-level DP the private model is the better on validation of the fine-tuned adapter
   and one trained from scratch on the device (`personalize`).
 
+Under `dp-scope uploads` (fedpriv.config.DP_SCOPES) record-level ε covers only what left the device:
+local-only and the personalization never leave it, so they train as without DP (`RunConfig.on_device`),
+and the ε reported with them is the federation's, which the fine-tuning leaves unchanged.
+
 `personalize_device` runs the personalized method on one real device after the federation, from
 what the device kept in its own folder (`client.device`): the last global adapter it received, the
 run config it came with, its ledger and, for fedsa, its lora_B (`fedpriv personalize --device`).
@@ -143,7 +147,9 @@ def train_local_only(
     """Local-only baseline: a fresh adapter, `total_local_epochs(config)` epochs on the device's own
     train split, with a fresh ledger and the federated client's σ; never more than `target_epsilon`.
     Without record-level DP (and a validation fraction): up to that many epochs, keeping the best on
-    the validation slice, exactly as the personalized fine-tuning is selected (`client.selection`)."""
+    the validation slice, exactly as the personalized fine-tuning is selected (`client.selection`).
+    Under `dp-scope uploads` it never leaves the device, so it trains as without DP."""
+    config = config.on_device()
     if selection_active(config):
         model, stopped = _train_from_scratch_selected(models, config, client_id, *_validation_split(config, client_id, train_set))
         loss, perplexity = evaluate(model, held_out)
@@ -220,7 +226,9 @@ def personalize(
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
     `save_adapter`: write the mixture's private adapter (all its tensors) there, on the device.
     `from_scratch`: the local-only outcome `train_local_only` already got for this device and config
-    without record-level DP (the same model), so it is not trained a second time."""
+    without record-level DP (the same model), so it is not trained a second time.
+    Under `dp-scope uploads` all of this runs as without DP (`RunConfig.on_device`): it never leaves
+    the device; the ledger is read for the ε the federation spent and left as it is."""
     if global_weight is not None:
         check_weight(global_weight)
     private = load_private_part(device_dir) if mode == "fedsa" else None
@@ -237,13 +245,15 @@ def personalize(
     if config.finetune_epochs <= 0:
         return Personalization(federated, federated, federated, weight)
     set_trainable_for_mode(model, mode)
-    selecting = selection_active(config)
+    trainer = config.on_device()  # the fine-tuning's privacy: the run's, or none under dp-scope uploads
+    charged = ledger if trainer.record_dp else None
+    selecting = selection_active(trainer)
     private_model, private_name = model, "finetuned"
     if selecting:
-        fit, validation = _validation_split(config, client_id, train_set)
-        stopped = train_with_early_stopping(model, fit, validation, config, device_seed(config, client_id, "finetune"), total_local_epochs(config))
+        fit, validation = _validation_split(trainer, client_id, train_set)
+        stopped = train_with_early_stopping(model, fit, validation, trainer, device_seed(config, client_id, "finetune"), total_local_epochs(config))
         epochs = private_epochs = stopped.epochs
-        scratch = from_scratch if from_scratch is not None else _train_from_scratch_selected(models, config, client_id, fit, validation)[1]
+        scratch = from_scratch if from_scratch is not None else _train_from_scratch_selected(models, trainer, client_id, fit, validation)[1]
         chosen = stopped
         if scratch.validation_loss < stopped.validation_loss:
             private_model, private_name, chosen, private_epochs = models.lora_model(config), "from_scratch", scratch, scratch.epochs
@@ -251,16 +261,16 @@ def personalize(
         if global_weight is None:
             weight = choose_global_weight(stopped.start_log_probs, chosen.log_probs)
     else:
-        finetune_locally(model, train_set, config, ledger, device_seed(config, client_id, "finetune"))
+        finetune_locally(model, train_set, trainer, charged, device_seed(config, client_id, "finetune"))
         epochs = private_epochs = config.finetune_epochs
-    if ledger is not None and save_ledger:
+    if charged is not None and save_ledger:
         ledger.save(Path(device_dir) / LEDGER_FILE)
     if save_adapter is not None:
         write_tensors_atomically(Path(save_adapter), adapter_state(private_model))
     finetuned_log_probs = token_log_probs(model, held_out)
     private_log_probs = finetuned_log_probs if private_model is model else token_log_probs(private_model, held_out)
-    spent = ledger.epsilon(config.delta) if ledger is not None else None
-    steps = ledger.steps if ledger is not None else 0
+    if charged is not None:  # the fine-tuning was paid from the ledger
+        spent, steps = ledger.epsilon(config.delta), ledger.steps
     mixed = mixture_loss(federated_log_probs, private_log_probs, weight)
     return Personalization(
         federated, _evaluated(finetuned_log_probs, spent, steps, epochs),

@@ -30,6 +30,18 @@ DP_STEP_RULES = {
     "fixed": "the learning rate as given",
 }
 DP_STEP_HELP = "record-level DP-SGD's AdamW step: " + "; ".join(f"{name} = {rule}" for name, rule in DP_STEP_RULES.items())
+# What record-level ε covers. `all`: every training on the device's records, including the
+# personalization that stays on it (and the local-only baseline). `uploads`: what leaves the device,
+# i.e. the federation's updates, so the whole budget goes there; the personalization and local-only,
+# which never leave the device, train without noise and choose epochs and λ on validation. That is
+# joint DP (Jain et al., NeurIPS 2021): no other party's view depends on a record beyond ε, while a
+# device's own model may use its own records freely (as under client-level DP already).
+DP_SCOPES = ("all", "uploads")
+DP_SCOPE_COVERS = {
+    "all": "every training on the device's records, the on-device fine-tuning included",
+    "uploads": "only what leaves the device (the federation's updates); the on-device fine-tuning trains without noise (joint DP)",
+}
+DP_SCOPE_HELP = "what record-level ε covers: " + "; ".join(f"{name} = {covers}" for name, covers in DP_SCOPE_COVERS.items())
 DP_MODES = ("auto", "record", "client", "both", "none")
 STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
 # Which DP a profile gets by default: a hospital protects each patient record (record-level);
@@ -85,6 +97,7 @@ class RunConfig:
     accountant: str = "prv"
     grad_sample_mode: str = "hooks"
     dp_step_size: str = "capped"  # DP_STEP_SIZES: the step shrinks with the noise and the steps (see client.dp_training)
+    dp_scope: str = "all"  # DP_SCOPES: does ε also cover the on-device personalization (all) or only uploads
     # bookkeeping
     seed: int = 0
     out: str = ""
@@ -130,6 +143,18 @@ class RunConfig:
     def client_dp(self) -> bool:
         return self.dp_mode in ("client", "both")
 
+    @property
+    def on_device_dp(self) -> bool:
+        """Whether training that never leaves the device (fine-tuning, local-only) runs DP-SGD."""
+        return self.record_dp and self.dp_scope == "all"
+
+    def on_device(self) -> RunConfig:
+        """The config for training that never leaves the device: this one, or under `dp-scope uploads`
+        the same without record-level DP (client-level DP, if any, only concerns what is sent)."""
+        if self.on_device_dp or not self.record_dp:
+            return self
+        return dataclasses.replace(self, dp="client" if self.dp_mode == "both" else "none")
+
     # ---- validation --------------------------------------------------------------------------
 
     def validated(self) -> RunConfig:
@@ -168,6 +193,8 @@ class RunConfig:
             raise ConfigError("validation-fraction", f"must be in [0, 1), got {self.validation_fraction}")
         if self.dp_step_size not in DP_STEP_SIZES:
             raise ConfigError("dp-step-size", f"must be one of {', '.join(DP_STEP_SIZES)}, got {self.dp_step_size!r}")
+        if self.dp_scope not in DP_SCOPES:
+            raise ConfigError("dp-scope", f"must be one of {', '.join(DP_SCOPES)}, got {self.dp_scope!r}")
         if self.dp not in DP_MODES:
             raise ConfigError("dp", f"must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
         if self.strategy not in STRATEGIES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from fedpriv.config import DP_STEP_RULES
+from fedpriv.config import DP_SCOPE_COVERS, DP_STEP_RULES
 from server.run_record import RunRecord
 
 
@@ -83,7 +83,7 @@ def write_report(record: RunRecord) -> Path:
         sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"
         step = DP_STEP_RULES[config.dp_step_size]
         lines.append(f"Record-level DP-SGD (Opacus, Poisson sampling): {sigma}, clip C={config.max_grad_norm:g}, δ={config.delta:g}, accountant `{config.accountant}` over all rounds; "
-                     f"AdamW step {step} (`dp-step-size {config.dp_step_size}`).")
+                     f"AdamW step {step} (`dp-step-size {config.dp_step_size}`); ε covers {DP_SCOPE_COVERS[config.dp_scope]} (`dp-scope {config.dp_scope}`).")
     if record.client_level:
         cl = record.client_level[max(record.client_level)]
         lines.append(

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("--accountant", choices=ACCOUNTANTS, default=defaults.accountant)
     dp.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=defaults.dp_step_size,
                     help=DP_STEP_HELP)
+    dp.add_argument("--dp-scope", choices=DP_SCOPES, default=defaults.dp_scope, help=DP_SCOPE_HELP)
     dp.add_argument("--grad-sample-mode", choices=GRAD_SAMPLE_MODES, default=defaults.grad_sample_mode, help="Opacus per-sample gradient mode")
     run = sim.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -112,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         accountant=args.accountant,
         grad_sample_mode=args.grad_sample_mode,
         dp_step_size=args.dp_step_size,
+        dp_scope=args.dp_scope,
         seed=args.seed,
         out=args.out,
     )

@@ -55,7 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fedpriv.config import DP_STEP_HELP, DP_STEP_RULES, DP_STEP_SIZES
+from fedpriv.config import DP_SCOPE_COVERS, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_RULES, DP_STEP_SIZES
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +105,9 @@ class Settings:
     max_grad_norm: float = 0.3  # per-record gradient norms are ~0.5-1 here: clipping all of them raises signal/noise
     # Record-level DP: AdamW's step (fedpriv.config.DP_STEP_RULES, client.dp_training.dp_learning_rate).
     dp_step_size: str = "capped"
+    # What record-level ε covers (fedpriv.config.DP_SCOPES): with `uploads` local-only and the
+    # personalization never leave the device and train as without DP; the federation spends all of ε.
+    dp_scope: str = "all"
     # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`reused_no_dp_entry`).
     no_dp_from: str = ""
     delta: float = 1e-5
@@ -146,6 +149,7 @@ class Settings:
             max_grad_norm=self.max_grad_norm,
             accountant=self.accountant,
             dp_step_size=self.dp_step_size,
+            dp_scope=self.dp_scope,
             seed=self.seed,
             out=out,
         ).validated()
@@ -297,7 +301,7 @@ def memoized_noise_calibration() -> Iterator[None]:
         dp_training.noise_multiplier_for = original
 
 
-_SIGMA_FIELDS = ("target_epsilon", "noise_multiplier", "delta", "batch_size", "rounds", "local_epochs", "finetune_epochs", "accountant")
+_SIGMA_FIELDS = ("target_epsilon", "noise_multiplier", "delta", "batch_size", "rounds", "local_epochs", "finetune_epochs", "accountant", "dp", "dp_scope")
 
 
 def _config_key(config) -> tuple:
@@ -521,13 +525,25 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
 
 # Settings that change nothing in a run without DP: a comparison that differs from an earlier one
 # only in these may take that one's no-DP rows instead of rerunning them (`--no-dp-from`).
-DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_size")
+DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_size", "dp_scope")
 NOT_RESULT_FIELDS = ("workers", "out", "report", "runs_dir", "no_dp_from")
+
+
+# Settings added after results were first recorded, with the one behaviour every earlier run had:
+# a results.json without them was made with that value.
+VALUE_BEFORE_RECORDED = {"dp_step_size": "fixed", "dp_scope": "all"}
+
+
+def as_recorded_now(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with VALUE_BEFORE_RECORDED filled in where they are missing."""
+    return {**VALUE_BEFORE_RECORDED, **settings}
 
 
 def differing_settings(found: dict[str, Any], wanted: dict[str, Any], ignored: Sequence[str] = ()) -> list[str]:
     """Names of the settings (results.json `settings`, JSON-ready) in which two comparisons differ,
-    `ignored` aside; a setting only one of them records counts as differing."""
+    `ignored` aside; a setting only one of them records counts as differing (unless it is one of
+    VALUE_BEFORE_RECORDED, which stands in for it)."""
+    found, wanted = as_recorded_now(found), as_recorded_now(wanted)
     keys = (set(found) | set(wanted)) - set(ignored)
     return sorted(k for k in keys if k not in found or k not in wanted or found[k] != wanted[k])
 
@@ -535,6 +551,8 @@ def differing_settings(found: dict[str, Any], wanted: dict[str, Any], ignored: S
 def describe_differences(found: dict[str, Any], wanted: dict[str, Any], names: Sequence[str]) -> str:
     """`names` (from `differing_settings`) with both values, for a refusal the user can act on:
     `dp_step_size "inverse-sigma" there, "capped" here`."""
+    found, wanted = as_recorded_now(found), as_recorded_now(wanted)
+
     def value(settings: dict[str, Any], name: str) -> str:
         return json.dumps(settings[name]) if name in settings else "not recorded"
     return "; ".join(f"{name} {value(found, name)} there, {value(wanted, name)} here" for name in names)
@@ -982,9 +1000,11 @@ def selection_note(s: dict[str, Any]) -> str:
     from client.selection import PATIENCE
 
     fraction = s.get("validation_fraction", 0.0)
-    if not fraction or None not in s["epsilons"]:
+    uploads_only = s.get("dp_scope") == "uploads" and any(e is not None for e in s["epsilons"])
+    if not fraction or (None not in s["epsilons"] and not uploads_only):
         return ""
-    return (f"; **without DP** both local-only and the fine-tuning train up to {total_epochs(s)} "
+    when = "without DP and under `dp-scope uploads`" if uploads_only else "without DP"
+    return (f"; **{when}** both local-only and the fine-tuning train up to {total_epochs(s)} "
             f"epochs on the train split minus a {fraction:.0%} validation slice and keep the epoch best on that slice "
             f"(early stopping, patience {PATIENCE}; `client.selection`); the held-out split is never used for a choice")
 
@@ -999,6 +1019,9 @@ def weight_note(s: dict[str, Any]) -> str:
         return f"λ = {weight:g} {fixed}"
     if s.get("validation_fraction"):
         grid = ", ".join(f"{w:g}" for w in WEIGHT_GRID)
+        if s.get("dp_scope") == "uploads":
+            return (f"λ is the value of {{{grid}}} with the lowest loss on the device's validation slice, with or without DP "
+                    "(under `dp-scope uploads` the personalization never leaves the device and ε does not cover it)")
         return (f"under DP λ = {DEFAULT_GLOBAL_WEIGHT:g} {fixed}; without DP λ is the value of {{{grid}}} "
                 "with the lowest loss on the device's validation slice")
     return f"λ = {DEFAULT_GLOBAL_WEIGHT:g} {fixed}"
@@ -1038,9 +1061,12 @@ def dp_step_note(s: dict[str, Any]) -> str:
     if s.get("dp_step_size", "fixed") == "fixed":
         return f"every DP-SGD step uses learning rate {s['learning_rate']:g}"
     rule = DP_STEP_RULES[s["dp_step_size"]].replace("learning rate", f"learning rate {s['learning_rate']:g}", 1)
-    return (f"every DP-SGD step (federation, fine-tuning, local-only) uses {rule}, "
+    scope = s.get("dp_scope", "all")
+    which = "(federation, fine-tuning, local-only)" if scope == "all" else "(the federation's)"
+    return (f"every DP-SGD step {which} uses {rule}, "
             "since Adam moves each coordinate about one learning rate per noisy step whatever the signal "
-            f"(`dp-step-size {s['dp_step_size']}`, `client.dp_training.dp_learning_rate`)")
+            f"(`dp-step-size {s['dp_step_size']}`, `client.dp_training.dp_learning_rate`); "
+            f"record-level ε covers {DP_SCOPE_COVERS[scope]} (`dp-scope {scope}`)")
 
 
 def reused_note(results: dict[str, Any]) -> str:
@@ -1089,7 +1115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
     p.add_argument("--global-weight", type=float, default=d.global_weight, metavar="LAMBDA",
                    help="personalized = LAMBDA x federated model + (1 - LAMBDA) x fine-tuned model, mixed at the output (0..1; fixed, so it "
-                        "spends no privacy). Default: 0.5 under DP, chosen on the validation slice without DP")
+                        "spends no privacy). Default: 0.5 under DP (dp-scope all), else chosen on the validation slice")
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction, metavar="FRACTION",
                    help="without DP: this fraction of each train split picks the epochs (early stopping) of local-only and "
                         "of the fine-tuning, and λ; 0 = fixed epochs and λ as under DP")
@@ -1097,6 +1123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accountant", choices=("prv", "rdp"), default=d.accountant)
     p.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=d.dp_step_size,
                    help=DP_STEP_HELP)
+    p.add_argument("--dp-scope", choices=DP_SCOPES, default=d.dp_scope, help=DP_SCOPE_HELP)
     p.add_argument("--no-dp-from", default="", metavar="RESULTS_JSON",
                    help="take the no-DP rows from this earlier results.json instead of rerunning them (after a change to DP runs only; "
                         "refused unless every setting a no-DP run depends on, and the clients, are the same)")
@@ -1159,6 +1186,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         delta=args.delta,
         accountant=args.accountant,
         dp_step_size=args.dp_step_size,
+        dp_scope=args.dp_scope,
         no_dp_from=args.no_dp_from,
         model=args.model,
         seed=args.seed,

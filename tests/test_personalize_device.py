@@ -201,3 +201,21 @@ def test_several_devices_need_a_client_id(kept_device, capsys):
     assert main(["personalize", "--device", str(state_dir), "--data", str(data_file)]) == 2
     err = capsys.readouterr().err
     assert "client-id" in err and CLIENT in err and "hospital-01-oncology" in err
+
+
+def test_under_dp_scope_uploads_the_federation_spends_the_budget_and_the_fine_tuning_is_not_charged(tmp_path, capsys):
+    data_file, state_dir = _data_file(tmp_path), tmp_path / "state"
+    config = _config(dp="record", target_epsilon=4.0, accountant="rdp", dp_scope="uploads")
+    global_state, _ = _federate(config, data_file, state_dir)
+    folder = state_dir / CLIENT
+    ledger_bytes = (folder / LEDGER_FILE).read_bytes()
+    spent = PrivacyLedger.load(folder / LEDGER_FILE, "rdp").epsilon(config.delta)
+    assert 0.9 * 4.0 < spent <= 4.0 + 1e-9  # the one round took (nearly) all of it: nothing was kept back for fine-tuning
+
+    assert main(["personalize", "--device", str(state_dir), "--data", str(data_file)]) == 0
+    assert (folder / LEDGER_FILE).read_bytes() == ledger_bytes  # the on-device fine-tuning spent nothing
+    saved = load_file(str(folder / PERSONALIZED_FILE))
+    assert any(not torch.equal(saved[k], global_state[k]) for k in saved if k in global_state)  # yet it trained
+    row = json.loads((folder / "personalization.json").read_text())["clients"][CLIENT]
+    assert row["epsilon"] == pytest.approx(spent)  # reported: what the uploads spent
+    assert row["selected_on_validation"] is True  # epochs and λ chosen on validation, as without DP
