@@ -558,12 +558,23 @@ def describe_differences(found: dict[str, Any], wanted: dict[str, Any], names: S
     return "; ".join(f"{name} {value(found, name)} there, {value(wanted, name)} here" for name in names)
 
 
+def software_differences(earlier: dict[str, Any], model: str) -> list[str]:
+    """How the software an earlier results.json was made with differs from this machine's: library
+    versions (`machine_info`) and the base model's weights (`model_info`). A new transformers alone
+    moved a no-DP local-only model from perplexity 238.9 to 247.2 (same code, data and seed), so
+    results from other software are not this code's results. Unrecorded counts as different."""
+    here = {**machine_info().get("versions", {}), "model sha256": model_info(model).get("sha256")}
+    there = {**earlier.get("machine", {}).get("versions", {}), "model sha256": earlier.get("model", {}).get("sha256")}
+    return [f"{name} {there.get(name) or 'not recorded'} there, {value} here" for name, value in here.items() if there.get(name) != value]
+
+
 def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
     """The no-DP rows of `profile` from an earlier comparison's results.json, for a comparison that
     changes only what DP runs do. Refused (SystemExit naming the difference) unless every setting
     a no-DP run depends on is the same, it has this profile's no-DP rows for every strategy asked
     for, and its clients are the same (ids, split sizes and base-model perplexity on each held-out
-    split, so the same data and split). The code is not compared: reuse only after DP-only changes."""
+    split, so the same data and split), and so is the software (`software_differences`). Our own
+    code is not compared: reuse only after DP-only changes."""
     try:
         earlier = json.loads(Path(results_file).read_text())
     except (OSError, ValueError) as err:
@@ -574,6 +585,9 @@ def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, cli
     if differing:
         raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ: "
                          f"{describe_differences(found, wanted, differing)})")
+    software = software_differences(earlier, settings.model)
+    if software:
+        raise SystemExit(f"--no-dp-from {results_file}: made with other software ({'; '.join(software)}); rerun the no-DP rows")
     entry = earlier.get("profiles", {}).get(profile, {}).get("epsilons", {}).get("none")
     missing = [s for s in settings.strategies if entry is None or s not in entry.get("runs", {})]
     if missing:

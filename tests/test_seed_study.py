@@ -25,7 +25,10 @@ def _results(perplexities: dict[str, dict[str, tuple[float, float, float]]], set
             "local_only": {c: {"perplexity": l} for c, (_, l, _) in clients.items()},
             "runs": {"fedavg": {"clients": {c: {"global_only": g, "personalized": p} for c, (g, _, p) in clients.items()}}},
         }
-    return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0}
+    return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0, **SOFTWARE}
+
+
+SOFTWARE = {"machine": cs.machine_info(), "model": cs.model_info("default")}  # what this machine's runs record
 
 
 # Gains min(g, l) − p per client: seed 0: none 10, 6 → 8; ε=8 4, 2 → 3.  seed 1: none 2, 2 → 2; ε=8 3, 1 → 2.
@@ -210,3 +213,30 @@ def test_a_study_hands_each_seed_its_own_earlier_results_for_the_no_dp_rows(tmp_
     assert "come unchanged from" in (tmp_path / "study" / "results-seeds.md").read_text()
     # A finished seed made with another --no-dp-from is still reused: where its no-DP rows came from is per seed.
     assert ss.main(["--seeds", "0-1", "--out", str(tmp_path / "study"), *PASSTHROUGH]) == 0
+
+
+def _other_transformers(results: dict) -> dict:
+    machine = {**results["machine"], "versions": {**results["machine"]["versions"], "transformers": "0.0.1"}}
+    return {**results, "machine": machine}
+
+
+def test_results_made_with_other_software_are_never_reused(tmp_path):
+    here = cs.machine_info()["versions"]["transformers"]
+    # a finished seed of this study
+    out = tmp_path / "study"
+    (out / "seed-0").mkdir(parents=True)
+    (out / "seed-0" / "results.json").write_text(json.dumps(_other_transformers(_results(SEEDS[0], _settings_for(0, out)))))
+    with pytest.raises(SystemExit, match=rf"other software \(transformers 0.0.1 there, {here} here\)"):
+        ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
+    # the no-DP rows of an earlier comparison, and a base model that is not this one
+    now = _settings([*PASSTHROUGH, "--epsilons", "none,1,8"])
+    earlier = _earlier(tmp_path, now)
+    results = json.loads(earlier.read_text())
+    earlier.write_text(json.dumps(_other_transformers(results)))
+    with pytest.raises(SystemExit, match=rf"other software \(transformers 0.0.1 there, {here} here\); rerun the no-DP rows"):
+        cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+    earlier.write_text(json.dumps({**results, "model": {**results["model"], "sha256": "0" * 64}}))
+    with pytest.raises(SystemExit, match=r"model sha256 0{64} there"):
+        cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+    earlier.write_text(json.dumps(results))
+    assert cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)["reused_from"] == str(earlier)
