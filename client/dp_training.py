@@ -72,8 +72,8 @@ def planned_dp_steps(config: RunConfig, num_records: int) -> int:
 
 def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
     """The configured sigma, or the sigma that spends exactly `target_epsilon` over `planned_dp_steps`:
-    all rounds plus (under `dp-scope all`) the local fine-tuning after them (assuming the client takes part in every round: a conservative
-    choice when clients are sampled)."""
+    all rounds plus (under `dp-scope all`) the local fine-tuning after them (assuming the client
+    takes part in every round: a conservative choice when clients are sampled)."""
     if config.target_epsilon <= 0:
         return config.noise_multiplier
     from opacus.accountants.utils import get_noise_multiplier
