@@ -5,15 +5,19 @@
 The personalized model is a mixture λ·p_federated + (1 − λ)·p_private with λ chosen on a
 validation slice. Mixing in *any* broader distribution smooths a small model's over-confident
 predictions, so part of its gain over local-only could come from the mixture itself rather than
-from what the federation learned. The control here removes the federation: each device's
+from what the federation learned. The first control removes the federation: each device's
 local-only model (trained without DP exactly as the comparison trains it: same seed, same fit and
 validation slices, same early stopping) mixed with the **base model**, λ chosen from the same grid
-on the same slice. Personalization's gain beyond this control is what the federation contributes.
+on the same slice. A second control removes only what the federation learned: the whole
+personalization (fine-tuning with early stopping, the better of the fine-tuned and the from-scratch
+model, λ on validation) run from the **untrained** global adapter (the initial LoRA, B = 0, i.e. the
+base model). Personalization's gain beyond that control is what the federation's training contributes.
 
 It reads a seed study's folder (or one comparison's results.json), retrains each client's local-only
 model, checks it reproduces the perplexity the study recorded for local-only without DP (else the
 software or the code changed and the comparison would be meaningless: it stops), and writes
-`mixture-control.json` and `mixture-control.md` next to the results. About 25 s per client on 2 cores.
+`mixture-control.json` and `mixture-control.md` next to the results. About 6 min for 24 clients
+on 2 cores (two to three trainings per client).
 """
 
 from __future__ import annotations
@@ -37,13 +41,16 @@ class Control:
     local_only: float  # held-out perplexity of the local-only model (no DP)
     control: float  # ... of its mixture with the base model
     global_weight: float  # λ of the base model, chosen on the validation slice
+    untrained_global: float  # the personalization pipeline from the untrained global adapter
 
 
 def mixture_with_base(models, config, client_id: str, train, held_out) -> Control:
-    """The control for one device: its no-DP local-only model mixed with the base model."""
+    """The controls for one device: its no-DP local-only model mixed with the base model, and the
+    whole personalization run from the untrained global adapter."""
     from client.dp_training import mean_nll, perplexity_from_loss, token_log_probs
     from client.interpolation import mixture_loss
-    from client.personalize import _train_from_scratch_selected, _validation_split
+    from client.personalize import _train_from_scratch_selected, _validation_split, personalize
+    from fedpriv.modeling import adapter_state
     from client.selection import choose_global_weight
 
     fit, validation = _validation_split(config, client_id, train)
@@ -52,7 +59,11 @@ def mixture_with_base(models, config, client_id: str, train, held_out) -> Contro
     weight = choose_global_weight(stopped.start_log_probs, stopped.log_probs)
     local = token_log_probs(model, held_out)
     base = token_log_probs(models.lora_model(config), held_out)
-    return Control(perplexity_from_loss(mean_nll(local)), perplexity_from_loss(mixture_loss(base, local, weight)), weight)
+    untrained = adapter_state(models.lora_model(config))
+    with tempfile.TemporaryDirectory() as device_dir:  # fedavg without DP keeps nothing on the device
+        no_federation = personalize(models, config, "fedavg", client_id, untrained, Path(device_dir), train, held_out, from_scratch=stopped)
+    return Control(perplexity_from_loss(mean_nll(local)), perplexity_from_loss(mixture_loss(base, local, weight)), weight,
+                   no_federation.interpolated.perplexity)
 
 
 def _task(config, client) -> Control:
@@ -95,7 +106,8 @@ def controls_for(results_file: Path, pool) -> list[dict[str, Any]]:
                     rows.append({"seed": results["settings"]["seed"], "profile": profile, "privacy": label, "strategy": strategy,
                                  "client": client_id, "global_only": row["global_only"], "local_only": entry["local_only"][client_id]["perplexity"],
                                  "personalized": row["personalized"], "local_only_no_dp": control.local_only,
-                                 "control": control.control, "control_weight": control.global_weight})
+                                 "control": control.control, "control_weight": control.global_weight,
+                                 "untrained_global": control.untrained_global})
     return rows
 
 
@@ -117,30 +129,40 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "global_only": mean("global_only"), "local_only": mean("local_only"), "control": mean("control"), "personalized": mean("personalized"),
             "gain_personalized": statistics.fmean(min(r["global_only"], r["local_only"]) - r["personalized"] for r in group),
             "gain_control": statistics.fmean(min(r["global_only"], r["local_only"]) - r["control"] for r in group),
+            "untrained_global": mean("untrained_global"),
+            "gain_untrained_global": statistics.fmean(min(r["global_only"], r["local_only"]) - r["untrained_global"] for r in group),
             "personalized_beats_both": beats_both("personalized"), "control_beats_both": beats_both("control"),
             "personalized_beats_control": sum(r["personalized"] < r["control"] for r in group),
+            "untrained_global_beats_both": beats_both("untrained_global"),
+            "personalized_beats_untrained_global": sum(r["personalized"] < r["untrained_global"] for r in group),
         })
     return summary
 
 
 def report(summary: Sequence[dict[str, Any]], command: str) -> str:
     lines = [
-        "# Mixture control: local-only mixed with the base model", "",
+        "# Controls without the federation", "",
         "_Generated by `simulations/mixture_control.py` (its docstring says why); rerun the command to regenerate._", "",
         f"```bash\n{command}\n```", "",
-        "Control = the device's no-DP local-only model mixed with the base model, λ chosen on the same validation slice and grid "
-        "as the personalization's. Gains are perplexity points below the better of global-only and local-only (the comparison's "
-        "own baselines at that privacy level), averaged over clients.", "",
-        "| profile | privacy | strategy | clients | global-only | local-only | control | personalized | gain: control | gain: personalized "
-        "| control beats both | personalized beats both | personalized beats control |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "- **base mix** = the device's no-DP local-only model mixed with the base model, λ chosen on the same validation slice "
+        "and grid as the personalization's;",
+        "- **untrained global** = the whole personalization (fine-tuning, the better private model, λ) run from the untrained "
+        "global adapter, i.e. a federation that learned nothing.", "",
+        "Gains are perplexity points below the better of global-only and local-only (the comparison's own baselines at that "
+        "privacy level), averaged over clients; \"beats both\" counts clients below both baselines.", "",
+        "| profile | privacy | strategy | clients | global-only | local-only | base mix | untrained global | personalized "
+        "| gain: base mix | gain: untrained global | gain: personalized | beats both: base mix / untrained global / personalized "
+        "| personalized beats untrained global |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         n = s["clients"]
         lines.append(
             f"| {s['profile']} | {cs._fmt_eps(s['privacy'])} | {s['strategy']} | {n} | {s['global_only']:.1f} | {s['local_only']:.1f} | "
-            f"{s['control']:.1f} | {s['personalized']:.1f} | {s['gain_control']:+.2f} | {s['gain_personalized']:+.2f} | "
-            f"{s['control_beats_both']}/{n} | {s['personalized_beats_both']}/{n} | {s['personalized_beats_control']}/{n} |")
+            f"{s['control']:.1f} | {s['untrained_global']:.1f} | {s['personalized']:.1f} | {s['gain_control']:+.2f} | "
+            f"{s['gain_untrained_global']:+.2f} | {s['gain_personalized']:+.2f} | "
+            f"{s['control_beats_both']}/{n} / {s['untrained_global_beats_both']}/{n} / {s['personalized_beats_both']}/{n} | "
+            f"{s['personalized_beats_untrained_global']}/{n} |")
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,7 @@ def test_the_control_mixes_the_comparisons_own_local_only_model_with_the_base_mo
     control = mc._task(config, client)
     local, _, _ = train_local_only(models, config, client.client_id, cs._encode(client.train, config), cs._encode(client.held_out, config))
     assert control.local_only == local.perplexity  # the same model the comparison's local-only row measures
-    assert control.global_weight in WEIGHT_GRID and math.isfinite(control.control)
+    assert control.global_weight in WEIGHT_GRID and math.isfinite(control.control) and math.isfinite(control.untrained_global)
     if control.global_weight == 0:
         assert control.control == pytest.approx(control.local_only)
     else:
@@ -79,7 +79,10 @@ def test_rows_and_summary_of_a_reproduced_study(worker, tmp_path):
     (summary,) = mc.summarize(rows)
     assert summary["gain_personalized"] == pytest.approx(local - 1.0)
     assert summary["gain_control"] == pytest.approx(local - row["control"])
+    assert summary["gain_untrained_global"] == pytest.approx(local - row["untrained_global"])
     assert summary["personalized_beats_both"] == 1 and summary["personalized_beats_control"] == 1
+    assert summary["personalized_beats_untrained_global"] == 1
+    assert "| hospital | no DP | fedavg | 1 |" in mc.report([summary], "cmd")
     assert mc.results_files(tmp_path) == [tmp_path / "seed-0" / "results.json"]
     with pytest.raises(SystemExit, match="neither a results.json nor a seed study folder"):
         mc.results_files(tmp_path / "data")
