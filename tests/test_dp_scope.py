@@ -9,13 +9,12 @@ import math
 
 import pytest
 
-from client.dp_training import noise_multiplier_for, planned_dp_steps
+from client.dp_training import encode, noise_multiplier_for, planned_dp_steps
 from client.personalize import train_local_only
 from fedpriv.config import RunConfig
 from fedpriv.data import split_records
 from fedpriv.errors import ConfigError
 from fedpriv.modeling import load_tokenizer
-from client.dp_training import encode
 from simulations import compare_strategies as cs
 from simulations.synthetic import generate_federation
 
