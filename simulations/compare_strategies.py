@@ -1072,10 +1072,11 @@ def finalize(results: dict[str, Any]) -> dict[str, Any]:
 
 def dp_step_note(s: dict[str, Any]) -> str:
     """The DP step-size rule as run (results made before the setting existed used the fixed rate)."""
-    if s.get("dp_step_size", "fixed") == "fixed":
+    s = as_recorded_now(s)
+    if s["dp_step_size"] == "fixed":
         return f"every DP-SGD step uses learning rate {s['learning_rate']:g}"
     rule = DP_STEP_RULES[s["dp_step_size"]].replace("learning rate", f"learning rate {s['learning_rate']:g}", 1)
-    scope = s.get("dp_scope", "all")
+    scope = s["dp_scope"]
     which = "(federation, fine-tuning, local-only)" if scope == "all" else "(the federation's)"
     return (f"every DP-SGD step {which} uses {rule}, "
             "since Adam moves each coordinate about one learning rate per noisy step whatever the signal "

@@ -58,8 +58,9 @@ def mixture_with_base(models, config, client_id: str, train, held_out) -> Contro
     # A fresh adapter starts with B = 0: its log-probabilities are the base model's.
     weight = choose_global_weight(stopped.start_log_probs, stopped.log_probs)
     local = token_log_probs(model, held_out)
-    base = token_log_probs(models.lora_model(config), held_out)
-    untrained = adapter_state(models.lora_model(config))
+    fresh = models.lora_model(config)  # the untrained adapter: B = 0, so it predicts as the base model
+    base = token_log_probs(fresh, held_out)
+    untrained = adapter_state(fresh)
     with tempfile.TemporaryDirectory() as device_dir:  # fedavg without DP keeps nothing on the device
         no_federation = personalize(models, config, "fedavg", client_id, untrained, Path(device_dir), train, held_out, from_scratch=stopped)
     return Control(perplexity_from_loss(mean_nll(local)), perplexity_from_loss(mixture_loss(base, local, weight)), weight,
@@ -124,13 +125,14 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         def beats_both(key: str) -> int:
             return sum(r[key] < r["global_only"] and r[key] < r["local_only"] for r in group)
 
+        def gain(key: str) -> float:  # perplexity points below the better baseline (compare_strategies.gain)
+            return statistics.fmean(min(r["global_only"], r["local_only"]) - r[key] for r in group)
+
         summary.append({
             "profile": profile, "privacy": privacy, "strategy": strategy, "clients": len(group),
             "global_only": mean("global_only"), "local_only": mean("local_only"), "control": mean("control"), "personalized": mean("personalized"),
-            "gain_personalized": statistics.fmean(min(r["global_only"], r["local_only"]) - r["personalized"] for r in group),
-            "gain_control": statistics.fmean(min(r["global_only"], r["local_only"]) - r["control"] for r in group),
-            "untrained_global": mean("untrained_global"),
-            "gain_untrained_global": statistics.fmean(min(r["global_only"], r["local_only"]) - r["untrained_global"] for r in group),
+            "gain_personalized": gain("personalized"), "gain_control": gain("control"),
+            "untrained_global": mean("untrained_global"), "gain_untrained_global": gain("untrained_global"),
             "personalized_beats_both": beats_both("personalized"), "control_beats_both": beats_both("control"),
             "personalized_beats_control": sum(r["personalized"] < r["control"] for r in group),
             "untrained_global_beats_both": beats_both("untrained_global"),

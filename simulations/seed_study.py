@@ -274,6 +274,7 @@ def goals_statement(study: dict[str, Any]) -> list[str]:
 def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -> Path:
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
     settings = study["settings"]
+    recorded = cs.as_recorded_now(settings)  # older studies did not record dp_step_size / dp_scope
     lines = [
         "# Personalization results over several seeds",
         "",
@@ -296,7 +297,7 @@ def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -
         f"- settings: profiles {', '.join(settings['profiles'])}; strategies {', '.join(settings['strategies'])}; privacy "
         f"{', '.join(cs._fmt_eps(cs.epsilon_label(e)) for e in settings['epsilons'])}; {settings['rounds']} rounds × {settings['local_epochs']} local epochs "
         f"+ {settings['finetune_epochs']} fine-tuning epochs; lr {settings['learning_rate']:g}; batch {settings['batch_size']}; rank {settings['lora_rank']}; "
-        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {settings.get('dp_step_size', 'fixed')}; ε covers {cs.DP_SCOPE_COVERS[settings.get('dp_scope', 'all')]}; {cs.weight_note(settings)}"
+        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {recorded['dp_step_size']}; ε covers {cs.DP_SCOPE_COVERS[recorded['dp_scope']]}; {cs.weight_note(settings)}"
         + cs.selection_note(settings),
         "- methods and definitions: as in [results.md](results.md) (global-only, local-only, personalized = interpolation, gain).",
         f"- **pooled gain kept** = mean over seeds of gain(ε={cs.GAIN_KEPT_EPSILON:g}) / mean over seeds of gain(no DP); the 95 % interval is a "
