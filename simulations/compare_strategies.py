@@ -558,13 +558,24 @@ def describe_differences(found: dict[str, Any], wanted: dict[str, Any], names: S
     return "; ".join(f"{name} {value(found, name)} there, {value(wanted, name)} here" for name in names)
 
 
-def software_differences(earlier: dict[str, Any], model: str) -> list[str]:
-    """How the software an earlier results.json was made with differs from this machine's: library
-    versions (`machine_info`) and the base model's weights (`model_info`). A new transformers alone
-    moved a no-DP local-only model from perplexity 238.9 to 247.2 (same code, data and seed), so
-    results from other software are not this code's results. Unrecorded counts as different."""
-    here = {**machine_info().get("versions", {}), "model sha256": model_info(model).get("sha256")}
-    there = {**earlier.get("machine", {}).get("versions", {}), "model sha256": earlier.get("model", {}).get("sha256")}
+def environment_differences(earlier: dict[str, Any], model: str) -> list[str]:
+    """How the machine an earlier results.json was made on differs from this one in what changes the
+    numbers: the processor and the vector instructions torch's CPU kernels use (`machine_info`), the
+    library versions, and the base model's weights (`model_info`). The processor alone (AMD EPYC,
+    AVX-512, against Intel Xeon) moved a no-DP local-only model from perplexity 238.85 to 247.23 with
+    the same code, data, seed and libraries: float sums in another order differ in the last bit, and
+    training amplifies that. Unrecorded counts as different, except the CPU capability, which results
+    from before 2026-12 lack (the processor name stands for it there)."""
+    def recorded(info: dict[str, Any], sha256: str | None) -> dict[str, Any]:
+        machine = info.get("machine", info)
+        return {"processor": machine.get("processor"), "cpu capability": machine.get("cpu_capability"),
+                **machine.get("versions", {}), "model sha256": sha256}
+
+    here = recorded(machine_info(), model_info(model).get("sha256"))
+    there = recorded(earlier, earlier.get("model", {}).get("sha256"))
+    if there["cpu capability"] is None:
+        there.pop("cpu capability")
+        here.pop("cpu capability")
     return [f"{name} {there.get(name) or 'not recorded'} there, {value} here" for name, value in here.items() if there.get(name) != value]
 
 
@@ -573,7 +584,7 @@ def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, cli
     changes only what DP runs do. Refused (SystemExit naming the difference) unless every setting
     a no-DP run depends on is the same, it has this profile's no-DP rows for every strategy asked
     for, and its clients are the same (ids, split sizes and base-model perplexity on each held-out
-    split, so the same data and split), and so is the software (`software_differences`). Our own
+    split, so the same data and split), and so is the machine (`environment_differences`). Our own
     code is not compared: reuse only after DP-only changes."""
     try:
         earlier = json.loads(Path(results_file).read_text())
@@ -585,9 +596,9 @@ def reused_no_dp_entry(results_file: Path, profile: str, settings: Settings, cli
     if differing:
         raise SystemExit(f"--no-dp-from {results_file}: made with other settings ({', '.join(differing)} differ: "
                          f"{describe_differences(found, wanted, differing)})")
-    software = software_differences(earlier, settings.model)
-    if software:
-        raise SystemExit(f"--no-dp-from {results_file}: made with other software ({'; '.join(software)}); rerun the no-DP rows")
+    environment = environment_differences(earlier, settings.model)
+    if environment:
+        raise SystemExit(f"--no-dp-from {results_file}: made on another machine ({'; '.join(environment)}); rerun the no-DP rows")
     entry = earlier.get("profiles", {}).get(profile, {}).get("epsilons", {}).get("none")
     missing = [s for s in settings.strategies if entry is None or s not in entry.get("runs", {})]
     if missing:
@@ -756,6 +767,10 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
+    with contextlib.suppress(Exception):  # the vector ISA torch dispatches its CPU kernels to (AVX2, AVX512, ...)
+        import torch
+
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):

@@ -15,7 +15,7 @@ base model). Personalization's gain beyond that control is what the federation's
 
 It reads a seed study's folder (or one comparison's results.json), retrains each client's local-only
 model, checks it reproduces the perplexity the study recorded for local-only without DP (else the
-software or the code changed and the comparison would be meaningless: it stops), and writes
+machine, the libraries or the code changed and the comparison would be meaningless: it stops), and writes
 `mixture-control.json` and `mixture-control.md` next to the results. About 6 min for 24 clients
 on 2 cores (two to three trainings per client).
 """
@@ -85,9 +85,9 @@ def controls_for(results_file: Path, pool) -> list[dict[str, Any]]:
     """One row per (profile, client, privacy level) of one comparison, with the control added."""
     results = json.loads(results_file.read_text())
     settings = cs.Settings(**{k: v for k, v in results["settings"].items() if k in cs.Settings.__dataclass_fields__})
-    software = cs.software_differences(results, settings.model)
-    if software:
-        raise SystemExit(f"{results_file}: made with other software ({'; '.join(software)}); its local-only models cannot be reproduced here")
+    environment = cs.environment_differences(results, settings.model)
+    if environment:
+        raise SystemExit(f"{results_file}: made on another machine ({'; '.join(environment)}); its local-only models cannot be reproduced here")
     rows = []
     for profile, section in results["profiles"].items():
         with tempfile.TemporaryDirectory() as scratch:  # the synthetic federation is rebuilt from the seed

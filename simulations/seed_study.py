@@ -165,9 +165,9 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
             f"{cs.describe_differences(found, wanted, differing)}); "
             "pass the same options, move it away, or use another --out for this study"
         )
-    software = cs.software_differences(results, wanted["model"])
-    if software:
-        raise SystemExit(f"{results_file} was made with other software ({'; '.join(software)}); "
+    environment = cs.environment_differences(results, wanted["model"])
+    if environment:
+        raise SystemExit(f"{results_file} was made on another machine ({'; '.join(environment)}); "
                          "move it away or use another --out for this study")
     return results
 

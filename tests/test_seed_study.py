@@ -25,10 +25,10 @@ def _results(perplexities: dict[str, dict[str, tuple[float, float, float]]], set
             "local_only": {c: {"perplexity": l} for c, (_, l, _) in clients.items()},
             "runs": {"fedavg": {"clients": {c: {"global_only": g, "personalized": p} for c, (g, _, p) in clients.items()}}},
         }
-    return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0, **SOFTWARE}
+    return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0, **THIS_MACHINE}
 
 
-SOFTWARE = {"machine": cs.machine_info(), "model": cs.model_info("default")}  # what this machine's runs record
+THIS_MACHINE = {"machine": cs.machine_info(), "model": cs.model_info("default")}  # what this machine's runs record
 
 
 # Gains min(g, l) − p per client: seed 0: none 10, 6 → 8; ε=8 4, 2 → 3.  seed 1: none 2, 2 → 2; ε=8 3, 1 → 2.
@@ -220,23 +220,39 @@ def _other_transformers(results: dict) -> dict:
     return {**results, "machine": machine}
 
 
-def test_results_made_with_other_software_are_never_reused(tmp_path):
+def test_results_made_on_another_machine_are_never_reused(tmp_path):
     here = cs.machine_info()["versions"]["transformers"]
     # a finished seed of this study
     out = tmp_path / "study"
     (out / "seed-0").mkdir(parents=True)
     (out / "seed-0" / "results.json").write_text(json.dumps(_other_transformers(_results(SEEDS[0], _settings_for(0, out)))))
-    with pytest.raises(SystemExit, match=rf"other software \(transformers 0.0.1 there, {here} here\)"):
+    with pytest.raises(SystemExit, match=rf"another machine \(transformers 0.0.1 there, {here} here\)"):
         ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH])
     # the no-DP rows of an earlier comparison, and a base model that is not this one
     now = _settings([*PASSTHROUGH, "--epsilons", "none,1,8"])
     earlier = _earlier(tmp_path, now)
     results = json.loads(earlier.read_text())
     earlier.write_text(json.dumps(_other_transformers(results)))
-    with pytest.raises(SystemExit, match=rf"other software \(transformers 0.0.1 there, {here} here\); rerun the no-DP rows"):
+    with pytest.raises(SystemExit, match=rf"another machine \(transformers 0.0.1 there, {here} here\); rerun the no-DP rows"):
         cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     earlier.write_text(json.dumps({**results, "model": {**results["model"], "sha256": "0" * 64}}))
     with pytest.raises(SystemExit, match=r"model sha256 0{64} there"):
         cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     earlier.write_text(json.dumps(results))
     assert cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)["reused_from"] == str(earlier)
+
+
+def test_another_processor_or_cpu_capability_is_another_machine():
+    here = cs.machine_info()
+    same = {**THIS_MACHINE}
+    assert cs.environment_differences(same, "default") == []
+    # Same libraries and model, another processor: its float kernels round differently (docs/results.md).
+    intel = {**same, "machine": {**here, "processor": "Intel(R) Xeon(R) Processor"}}
+    assert cs.environment_differences(intel, "default") == [f"processor Intel(R) Xeon(R) Processor there, {here['processor']} here"]
+    narrower = {**same, "machine": {**here, "cpu_capability": "NO AVX"}}
+    assert cs.environment_differences(narrower, "default") == [f"cpu capability NO AVX there, {here['cpu_capability']} here"]
+    # Results from before the capability was recorded: the processor name stands for it.
+    before = {**same, "machine": {k: v for k, v in here.items() if k != "cpu_capability"}}
+    assert cs.environment_differences(before, "default") == []
+    assert cs.environment_differences({**before, "machine": {**before["machine"], "processor": None}}, "default") == [
+        f"processor not recorded there, {here['processor']} here"]
