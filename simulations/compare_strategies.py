@@ -565,7 +565,7 @@ def environment_differences(earlier: dict[str, Any], model: str) -> list[str]:
     AVX-512, against Intel Xeon) moved a no-DP local-only model from perplexity 238.85 to 247.23 with
     the same code, data, seed and libraries: float sums in another order differ in the last bit, and
     training amplifies that. Unrecorded counts as different, except the CPU capability, which results
-    from before 2026-12 lack (the processor name stands for it there)."""
+    made before it was recorded lack (the processor name stands for it there)."""
     def recorded(info: dict[str, Any], sha256: str | None) -> dict[str, Any]:
         machine = info.get("machine", info)
         return {"processor": machine.get("processor"), "cpu capability": machine.get("cpu_capability"),
