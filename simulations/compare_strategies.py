@@ -566,13 +566,12 @@ def environment_differences(earlier: dict[str, Any], model: str) -> list[str]:
     the same code, data, seed and libraries: float sums in another order differ in the last bit, and
     training amplifies that. Unrecorded counts as different, except the CPU capability, which results
     made before it was recorded lack (the processor name stands for it there)."""
-    def recorded(info: dict[str, Any], sha256: str | None) -> dict[str, Any]:
-        machine = info.get("machine", info)
+    def recorded(machine: dict[str, Any], sha256: str | None) -> dict[str, Any]:
         return {"processor": machine.get("processor"), "cpu capability": machine.get("cpu_capability"),
                 **machine.get("versions", {}), "model sha256": sha256}
 
     here = recorded(machine_info(), model_info(model).get("sha256"))
-    there = recorded(earlier, earlier.get("model", {}).get("sha256"))
+    there = recorded(earlier.get("machine", {}), earlier.get("model", {}).get("sha256"))
     if there["cpu capability"] is None:
         there.pop("cpu capability")
         here.pop("cpu capability")
