@@ -83,6 +83,8 @@ class RunConfig:
     norm_bound: float = 0.0  # > 0: bound each update's L2 norm (robust; works with secure aggregation)
     trim_beta: float = 0.0  # > 0: coordinate-wise trimmed mean, fraction trimmed at each end (plaintext only)
     secure_aggregation: bool = False
+    # the server's step on the averaged update: global += η·mean(update) (1 = plain FedAvg)
+    server_learning_rate: float = 1.0
     # which DP: record (DP-SGD on the device), client (DP-FedAvg at the server), both, none
     dp: str = "auto"
     # client-level DP-FedAvg
@@ -202,6 +204,10 @@ class RunConfig:
         if self.hetlora_method not in ("zero_pad", "svd"):
             raise ConfigError("hetlora-method", f"must be zero_pad or svd, got {self.hetlora_method!r}")
         _positive("norm-bound", self.norm_bound, allow_zero=True)
+        _positive("server-learning-rate", self.server_learning_rate)
+        if self.server_learning_rate != 1.0 and self.strategy == "hetlora" and self.hetlora_method == "svd":
+            raise ConfigError("server-learning-rate", "hetlora-method svd rebuilds the global adapter from the replies; "
+                              "it takes no server learning rate other than 1")
         if not 0.0 <= self.trim_beta < 0.5:
             raise ConfigError("trim-beta", f"must be in [0, 0.5), got {self.trim_beta}")
         if self.trim_beta > 0 and self.secure_aggregation:

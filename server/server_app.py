@@ -67,6 +67,8 @@ def make_strategy(config: RunConfig, num_clients: int) -> Strategy:
         options["norm-bound"] = config.norm_bound
     if config.trim_beta > 0:
         options["trim-beta"] = config.trim_beta
+    if config.server_learning_rate != 1.0:
+        options["server-learning-rate"] = config.server_learning_rate
     if name == "ffa":
         options["ffa-a-seed"] = config.seed
     if name == "hetlora":

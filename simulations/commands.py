@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--norm-bound", type=float, default=0.0, help="bound each client update's L2 norm (0 = off)")
     agg.add_argument("--trim-beta", type=float, default=0.0, help="coordinate-wise trimmed mean, fraction trimmed per side (0 = off; plaintext only)")
     agg.add_argument("--secure-aggregation", action="store_true", help="require options compatible with secure aggregation")
+    agg.add_argument("--server-learning-rate", type=float, default=defaults.server_learning_rate,
+                     help="the server's step η on the averaged client update: global += η·mean update (1 = FedAvg)")
     dp = sim.add_argument_group("differential privacy")
     dp.add_argument("--dp", choices=DP_MODES, default=defaults.dp, help="record (DP-SGD on each device), client (DP-FedAvg at the server), both, none; auto: record for hospital, client for phone")
     dp.add_argument("--no-dp", action="store_true", help="same as --dp none (no ε is reported)")
@@ -102,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         norm_bound=args.norm_bound,
         trim_beta=args.trim_beta,
         secure_aggregation=args.secure_aggregation,
+        server_learning_rate=args.server_learning_rate,
         dp="none" if args.no_dp else args.dp,
         client_noise_multiplier=args.client_noise_multiplier,
         client_clipping_norm=args.client_clipping_norm,

@@ -108,6 +108,11 @@ class Settings:
     # What record-level ε covers (fedpriv.config.DP_SCOPES): with `uploads` local-only and the
     # personalization never leave the device and train as without DP; the federation spends all of ε.
     dp_scope: str = "all"
+    # The server's step η on the averaged update in the DP rows' federations (global += η·mean
+    # update); the no-DP rows keep plain FedAvg (1). Under DP each device's step is shrunk and
+    # noise-dominated, while averaging n devices divides the noise by √n: η > 1 lets the federation
+    # take back some of the step the local rule gave up.
+    dp_server_learning_rate: float = 1.0
     # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`reused_no_dp_entry`).
     no_dp_from: str = ""
     delta: float = 1e-5
@@ -150,6 +155,7 @@ class Settings:
             accountant=self.accountant,
             dp_step_size=self.dp_step_size,
             dp_scope=self.dp_scope,
+            server_learning_rate=1.0 if epsilon is None else self.dp_server_learning_rate,
             seed=self.seed,
             out=out,
         ).validated()
@@ -525,13 +531,13 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
 
 # Settings that change nothing in a run without DP: a comparison that differs from an earlier one
 # only in these may take that one's no-DP rows instead of rerunning them (`--no-dp-from`).
-DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_size", "dp_scope")
+DP_ONLY_FIELDS = ("epsilons", "delta", "accountant", "max_grad_norm", "dp_step_size", "dp_scope", "dp_server_learning_rate")
 NOT_RESULT_FIELDS = ("workers", "out", "report", "runs_dir", "no_dp_from")
 
 
 # Settings added after results were first recorded, with the one behaviour every earlier run had:
 # a results.json without them was made with that value.
-VALUE_BEFORE_RECORDED = {"dp_step_size": "fixed", "dp_scope": "all"}
+VALUE_BEFORE_RECORDED = {"dp_step_size": "fixed", "dp_scope": "all", "dp_server_learning_rate": 1.0}
 
 
 def as_recorded_now(settings: dict[str, Any]) -> dict[str, Any]:
@@ -1153,6 +1159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp-step-size", choices=DP_STEP_SIZES, default=d.dp_step_size,
                    help=DP_STEP_HELP)
     p.add_argument("--dp-scope", choices=DP_SCOPES, default=d.dp_scope, help=DP_SCOPE_HELP)
+    p.add_argument("--dp-server-learning-rate", type=float, default=d.dp_server_learning_rate, metavar="ETA",
+                   help="the server's step on the averaged update in the DP rows' federations (global += ETA x mean update); "
+                        "the no-DP rows keep 1 (plain FedAvg)")
     p.add_argument("--no-dp-from", default="", metavar="RESULTS_JSON",
                    help="take the no-DP rows from this earlier results.json instead of rerunning them (after a change to DP runs only; "
                         "refused unless every setting a no-DP run depends on, and the clients, are the same)")
@@ -1189,6 +1198,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         raise SystemExit(f"--global-weight: must be between 0 and 1, got {args.global_weight}")
     if not 0.0 <= args.validation_fraction < 1.0:
         raise SystemExit(f"--validation-fraction: must be in [0, 1), got {args.validation_fraction}")
+    if not (math.isfinite(args.dp_server_learning_rate) and args.dp_server_learning_rate > 0):
+        raise SystemExit(f"--dp-server-learning-rate: must be a positive number, got {args.dp_server_learning_rate}")
     d = Settings()
     labels = ["custom"] if args.data else profiles
     out = args.out or (str(DEFAULT_OUT) if not args.quick else str(Path("runs") / f"compare-quick-{datetime.now():%Y%m%d-%H%M%S}" / "results"))
@@ -1216,6 +1227,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         accountant=args.accountant,
         dp_step_size=args.dp_step_size,
         dp_scope=args.dp_scope,
+        dp_server_learning_rate=args.dp_server_learning_rate,
         no_dp_from=args.no_dp_from,
         model=args.model,
         seed=args.seed,

@@ -22,6 +22,7 @@ the strategy: ``sample_train_nodes``, ``build_train_messages``, ``validate_repli
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,6 +92,7 @@ class LoraStrategy(FedAvg):
         norm_bound: float | None = None,
         trim_beta: float | None = None,
         secure_aggregation: bool = False,
+        server_learning_rate: float = 1.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(
@@ -108,6 +110,8 @@ class LoraStrategy(FedAvg):
             raise ConfigError("max-num-examples", f"must be positive, got {max_num_examples}")
         if max_payload_bytes is not None and max_payload_bytes <= 0:
             raise ConfigError("max-payload-bytes", f"must be positive, got {max_payload_bytes}")
+        if not (math.isfinite(server_learning_rate) and server_learning_rate > 0):
+            raise ConfigError("server-learning-rate", f"must be a positive number, got {server_learning_rate}")
         required = tuple(required_metrics) if required_metrics is not None else BASE_REQUIRED_METRICS
         if require_dp_metrics:
             required += tuple(k for k in DP_REQUIRED_METRICS if k not in required)
@@ -121,6 +125,7 @@ class LoraStrategy(FedAvg):
         self.norm_bound = norm_bound
         self.trim_beta = trim_beta
         self.secure_aggregation = bool(secure_aggregation)
+        self.server_learning_rate = float(server_learning_rate)
         self._rng = random.Random(seed)
         self._rounds: dict[int, RoundState] = {}
         # Public records for the run record.
@@ -177,6 +182,7 @@ class LoraStrategy(FedAvg):
             "norm_bound": self.norm_bound,
             "trim_beta": self.trim_beta,
             "secure_aggregation": self.secure_aggregation,
+            "server_learning_rate": self.server_learning_rate,
             "required_metrics": list(self.policy.required_metrics),
             "max_num_examples": self.policy.max_num_examples,
             "max_payload_bytes": self.policy.max_payload_bytes,
@@ -289,11 +295,17 @@ class LoraStrategy(FedAvg):
         return weighted_mean(updates, weights)
 
     def apply_update(self, state: RoundState, update: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """New global arrays: global + update on the updated keys, in the global dtype."""
+        """New global arrays: global + η·update on the updated keys, in the global dtype.
+
+        η is ``server_learning_rate`` (FedOpt's server step, Reddi et al. 2021; Flower's FedAvgM
+        calls it the same). η = 1 is plain FedAvg, bit for bit. Scaling the released aggregate is
+        post-processing, so no DP guarantee changes."""
+        eta = self.server_learning_rate
         new: dict[str, np.ndarray] = {}
         for key, value in state.global_arrays.items():
             if key in update:
-                new[key] = (np.asarray(value, dtype=np.float64) + update[key]).astype(value.dtype)
+                step = update[key] if eta == 1.0 else eta * update[key]
+                new[key] = (np.asarray(value, dtype=np.float64) + step).astype(value.dtype)
             else:
                 new[key] = value
         return new

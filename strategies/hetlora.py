@@ -100,6 +100,11 @@ class HetLora(LoraStrategy):
             raise ConfigError("hetlora-method", f"must be one of {', '.join(METHODS)}, got {method!r}")
         if pad_target not in PAD_TARGETS:
             raise ConfigError("hetlora-pad-target", f"must be one of {', '.join(PAD_TARGETS)}, got {pad_target!r}")
+        if self.server_learning_rate != 1.0 and not (method == "zero_pad" and pad_target == "update"):
+            # these methods rebuild the global adapter from the replies instead of adding an update
+            raise ConfigError("server-learning-rate", f"hetlora-method={method} (pad target {pad_target}) "
+                              "replaces the global adapter instead of stepping it; only zero_pad with "
+                              "pad target update takes a server learning rate other than 1")
         if method == "svd" and self.trim_beta is not None:
             raise ConfigError("trim-beta", "hetlora-method=svd averages full ΔW products; trimmed mean is not supported")
         self.client_ranks: dict[int | str, int] = dict(client_ranks or {})

@@ -6,7 +6,8 @@ DP is on, else ``fedavg``). Option keys may be written with ``-`` or ``_`` (``"t
 
 Common options (every name): fraction-train, fraction-evaluate, min-train-nodes,
 min-evaluate-nodes, min-available-nodes, weighted-by-key, required-metrics, require-dp-metrics,
-max-num-examples, max-payload-bytes, norm-bound, trim-beta, secure-aggregation, seed.
+max-num-examples, max-payload-bytes, norm-bound, trim-beta, secure-aggregation,
+server-learning-rate, seed.
 ffa: ffa-a-seed, ffa-a-init, ffa-send-a. hetlora: hetlora-client-ranks, hetlora-profile-ranks,
 hetlora-node-profiles, hetlora-default-rank, hetlora-rank-fn, hetlora-method, hetlora-pad-target,
 hetlora-scale-alpha. Client-level DP (wraps the strategy in ``ClientLevelDP`` when
@@ -53,6 +54,7 @@ COMMON_OPTIONS: dict[str, str] = {  # option key -> constructor argument
     "norm_bound": "norm_bound",
     "trim_beta": "trim_beta",
     "secure_aggregation": "secure_aggregation",
+    "server_learning_rate": "server_learning_rate",
     "seed": "seed",
 }
 MODE_OPTIONS: dict[str, dict[str, str]] = {
