@@ -1098,10 +1098,13 @@ def dp_step_note(s: dict[str, Any]) -> str:
     rule = DP_STEP_RULES[s["dp_step_size"]].replace("learning rate", f"learning rate {s['learning_rate']:g}", 1)
     scope = s["dp_scope"]
     which = "(federation, fine-tuning, local-only)" if scope == "all" else "(the federation's)"
+    eta = s["dp_server_learning_rate"]
+    server_step = (f"; the DP rows' federations step the global adapter by {eta:g} × the mean update "
+                   f"(`dp-server-learning-rate {eta:g}`; the no-DP rows by 1)") if eta != 1.0 else ""
     return (f"every DP-SGD step {which} uses {rule}, "
             "since Adam moves each coordinate about one learning rate per noisy step whatever the signal "
             f"(`dp-step-size {s['dp_step_size']}`, `client.dp_training.dp_learning_rate`); "
-            f"record-level ε covers {DP_SCOPE_COVERS[scope]} (`dp-scope {scope}`)")
+            f"record-level ε covers {DP_SCOPE_COVERS[scope]} (`dp-scope {scope}`){server_step}")
 
 
 def reused_note(results: dict[str, Any]) -> str:

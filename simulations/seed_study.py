@@ -297,7 +297,8 @@ def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -
         f"- settings: profiles {', '.join(settings['profiles'])}; strategies {', '.join(settings['strategies'])}; privacy "
         f"{', '.join(cs._fmt_eps(cs.epsilon_label(e)) for e in settings['epsilons'])}; {settings['rounds']} rounds × {settings['local_epochs']} local epochs "
         f"+ {settings['finetune_epochs']} fine-tuning epochs; lr {settings['learning_rate']:g}; batch {settings['batch_size']}; rank {settings['lora_rank']}; "
-        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {recorded['dp_step_size']}; ε covers {cs.DP_SCOPE_COVERS[recorded['dp_scope']]}; {cs.weight_note(settings)}"
+        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {recorded['dp_step_size']}; ε covers {cs.DP_SCOPE_COVERS[recorded['dp_scope']]}; "
+        f"server step of the DP federations {recorded['dp_server_learning_rate']:g}; {cs.weight_note(settings)}"
         + cs.selection_note(settings),
         "- methods and definitions: as in [results.md](results.md) (global-only, local-only, personalized = interpolation, gain).",
         f"- **pooled gain kept** = mean over seeds of gain(ε={cs.GAIN_KEPT_EPSILON:g}) / mean over seeds of gain(no DP); the 95 % interval is a "

@@ -129,6 +129,22 @@ def test_nan_update_is_rejected_before_clipping_and_updates_are_clipped():
     assert PRIVACY_KEYS <= set(record) and record["rounds"] == 1 and record["sampling"] == "all"
 
 
+def test_server_learning_rate_scales_the_noisy_mean_after_it_is_released():
+    initial = make_adapter(rank=4, seed=5, zero_b=True)
+    outputs = []
+    for eta in (1.0, 2.5):
+        strategy = _dp(FedAvgLora(server_learning_rate=eta, **COMMON), noise_multiplier=1.0)
+        msgs = _configure(strategy, [1, 2], initial)
+        replies = [make_reply(msgs[n], {k: v + 0.01 * n for k, v in instruction_arrays(msgs[n]).items()}) for n in msgs]
+        arrays, _ = strategy.aggregate_train(1, replies)
+        outputs.append((decode_record(arrays), strategy.privacy_records[1]["epsilon"]))
+    (plain, eps_plain), (stepped, eps_stepped) = outputs
+    for key in initial:  # same seed, same noise: the clipped noisy mean is only scaled
+        np.testing.assert_allclose(stepped[key].astype(np.float64) - initial[key],
+                                   2.5 * (plain[key].astype(np.float64) - initial[key]), rtol=1e-5, atol=1e-6)
+    assert eps_stepped == eps_plain  # post-processing: the accounting does not change
+
+
 def test_noise_has_std_sigma_S_over_expected_clients_even_with_no_client():
     initial = make_adapter(rank=8, dim_in=64, dim_out=64, layers=2, seed=1, zero_b=True)
     strategy = _dp(FedAvgLora(**COMMON), clipping_norm=2.0, noise_multiplier=1.5, sampling="poisson",

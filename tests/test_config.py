@@ -24,6 +24,9 @@ from fedpriv.modeling import resolve_model
         ({"num_clients": 3, "clients_per_round": 5}, "clients-per-round"),
         ({"lora_targets": " , "}, "lora-targets"),
         ({"rounds": 2.5}, "rounds"),
+        ({"server_learning_rate": 0.0}, "server-learning-rate"),
+        ({"server_learning_rate": float("nan")}, "server-learning-rate"),
+        ({"strategy": "hetlora", "hetlora_method": "svd", "server_learning_rate": 2.0}, "server-learning-rate"),
     ],
 )
 def test_invalid_values_name_the_key(overrides: dict, key: str) -> None:
@@ -58,6 +61,7 @@ def test_missing_model_path_names_model_key(tmp_path) -> None:
         (["--target-epsilon", "-2"], "target-epsilon"),
         (["--model", "/nonexistent/model/dir"], "model"),
         (["--data", "/nonexistent/data/dir"], "data-dir"),
+        (["--server-learning-rate", "-1"], "server-learning-rate"),
     ],
 )
 def test_cli_rejects_bad_config_before_starting(tmp_path, flags: list[str], key: str) -> None:

@@ -99,6 +99,45 @@ def test_ffa_sends_only_B_keeps_A_fixed_and_averages_exactly():
     assert "unexpected keys" in strategy.rejections[2][0][1]
 
 
+def _aggregate_once(strategy, initial, trained_seed=11, weights=(10, 30, 60)):
+    msgs = _configure(strategy, [1, 2, 3], initial)
+    sent = {n: instruction_arrays(msgs[n]) for n in msgs}
+    rng = np.random.default_rng(trained_seed)
+    trained = {n: {k: (v + rng.normal(0, 0.2, v.shape)).astype(np.float32) for k, v in sent[n].items()} for n in msgs}
+    replies = [make_reply(msgs[n], trained[n], num_examples=w) for n, w in zip(msgs, weights)]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    return decode_record(arrays), sent, trained
+
+
+@pytest.mark.parametrize("cls", [FedAvgLora, FFALora])
+def test_server_learning_rate_scales_the_mean_update(cls):
+    initial = make_adapter(rank=4, seed=12)
+    plain, sent, trained = _aggregate_once(cls(**COMMON), initial)
+    default, _, _ = _aggregate_once(cls(server_learning_rate=1.0, **COMMON), initial)
+    stepped, _, _ = _aggregate_once(cls(server_learning_rate=3.0, **COMMON), initial)
+    weights = {1: 10, 2: 30, 3: 60}
+    for key in initial:
+        assert np.array_equal(default[key], plain[key])  # η = 1 is plain FedAvg, bit for bit
+        if key not in sent[1]:  # ffa's frozen A is not part of the update: untouched whatever η
+            assert np.array_equal(stepped[key], plain[key])
+            continue
+        before = sent[1][key].astype(np.float64)
+        mean_update = sum(w * (trained[n][key].astype(np.float64) - before) for n, w in weights.items()) / 100
+        np.testing.assert_allclose(stepped[key], before + 3.0 * mean_update, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(stepped[key], plain[key], atol=1e-3)
+
+
+def test_server_learning_rate_must_be_positive_and_step_the_adapter():
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="server-learning-rate"):
+            build_strategy("fedavg", **{"server-learning-rate": bad})
+    # hetlora's svd and weight padding rebuild the global adapter instead of stepping it.
+    for options in ({"hetlora-method": "svd"}, {"hetlora-pad-target": "weights"}):
+        with pytest.raises(ConfigError, match="server-learning-rate"):
+            build_strategy("hetlora", **{"server-learning-rate": 2.0, **options})
+    assert build_strategy("hetlora", **{"server-learning-rate": 2.0}).server_learning_rate == 2.0
+
+
 def test_ffa_upload_is_half_of_fedavg():
     initial = make_adapter(rank=8, dim_in=16, dim_out=16, seed=2)
     fedavg_bytes = _record(initial).count_bytes()
