@@ -77,7 +77,8 @@ def write_report(record: RunRecord) -> Path:
         f"LoRA r={config.lora_rank} on `{config.lora_targets}`, seed {config.seed}.",
         "",
     ]
-    lines.append(f"Aggregation strategy `{config.strategy}`; DP mode `{config.dp_mode}`.")
+    server_step = f"; server learning rate η={config.server_learning_rate:g} (global += η·mean update)" if config.server_learning_rate != 1.0 else ""
+    lines.append(f"Aggregation strategy `{config.strategy}`{server_step}; DP mode `{config.dp_mode}`.")
     lines.append("")
     if config.record_dp:
         sigma = "calibrated to target ε=" + f"{config.target_epsilon:g}" if config.target_epsilon > 0 else f"σ={config.noise_multiplier:g}"

@@ -73,3 +73,15 @@ def test_results_made_before_the_scope_was_recorded_count_as_all():
     assert cs.describe_differences(before, uploads, ["dp_scope"]) == 'dp_scope "all" there, "uploads" here'
     # The no-DP rows do not depend on it: --no-dp-from may take them across scopes.
     assert cs.differing_settings(before, uploads, cs.DP_ONLY_FIELDS) == []
+
+
+def test_compare_strategies_takes_local_only_from_the_no_dp_row_only_when_it_trains_the_same(tmp_path):
+    settings = cs.Settings(dp_scope="uploads", dp_server_learning_rate=2.0)
+    def config(s, epsilon):
+        return s.run_config("phone", epsilon, "fedavg", str(tmp_path), "")
+    without_dp = config(settings, None)
+    assert cs.same_local_only_training(without_dp, config(settings, 8.0))  # never leaves the device: the same model
+    assert not cs.same_local_only_training(without_dp, config(dataclasses.replace(settings, dp_scope="all"), 8.0))  # DP-SGD
+    other_rate = dataclasses.replace(settings, learning_rate=settings.learning_rate / 2)
+    assert not cs.same_local_only_training(without_dp, config(other_rate, 8.0))
+    assert not cs.same_local_only_training(config(dataclasses.replace(settings, dp_scope="all"), 8.0), config(settings, 8.0))
