@@ -56,7 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fedpriv.config import DP_SCOPE_COVERS, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_RULES, DP_STEP_SIZES
+from fedpriv.config import DP_SCOPE_COVERS, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_RULES, DP_STEP_SIZES, RunConfig
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -110,9 +110,8 @@ class Settings:
     # personalization never leave the device and train as without DP; the federation spends all of ε.
     dp_scope: str = "all"
     # The server's step η on the averaged update in the DP rows' federations (global += η·mean
-    # update); the no-DP rows keep plain FedAvg (1). Under DP each device's step is shrunk and
-    # noise-dominated, while averaging n devices divides the noise by √n: η > 1 lets the federation
-    # take back some of the step the local rule gave up.
+    # update); the no-DP rows keep plain FedAvg (1). Screened at 2 and 4 on the tuning federation:
+    # it scales the DP mean's noise with its signal, so it did not help (docs/results.md).
     dp_server_learning_rate: float = 1.0
     # results.json of an earlier comparison whose no-DP rows are taken instead of rerun (`reused_no_dp_entry`).
     no_dp_from: str = ""
@@ -130,9 +129,7 @@ class Settings:
     def profile_labels(self) -> list[str]:
         return ["custom"] if self.data_dir else list(self.profiles)
 
-    def run_config(self, profile: str, epsilon: float | None, strategy: str, data_dir: str, out: str):
-        from fedpriv.config import RunConfig
-
+    def run_config(self, profile: str, epsilon: float | None, strategy: str, data_dir: str, out: str) -> RunConfig:
         return RunConfig(
             profile="hospital" if profile == "custom" else profile,
             data_dir=data_dir,
@@ -453,11 +450,11 @@ DP_SGD_ONLY_CONFIG_FIELDS = ("target_epsilon", "noise_multiplier", "delta", "max
                              "grad_sample_mode", "dp_step_size", "dp_scope", "server_learning_rate", "out")
 
 
-def same_local_only_training(without_dp, config) -> bool:
+def same_local_only_training(without_dp: RunConfig, config: RunConfig) -> bool:
     """Whether local-only under `config` trains exactly as it did without DP: true under `dp-scope
     uploads` (it never leaves the device, `RunConfig.on_device`), false whenever it runs DP-SGD or any
     setting it reads differs. Saves retraining the same models (about 5.5 min a seed at 32 phones)."""
-    def trained_as(c):
+    def trained_as(c: RunConfig) -> RunConfig | None:
         c = c.on_device()
         return None if c.record_dp else dataclasses.replace(c, **{f: getattr(without_dp, f) for f in DP_SGD_ONLY_CONFIG_FIELDS})
     reference = trained_as(without_dp)

@@ -110,8 +110,12 @@ class LoraStrategy(FedAvg):
             raise ConfigError("max-num-examples", f"must be positive, got {max_num_examples}")
         if max_payload_bytes is not None and max_payload_bytes <= 0:
             raise ConfigError("max-payload-bytes", f"must be positive, got {max_payload_bytes}")
-        if not (math.isfinite(server_learning_rate) and server_learning_rate > 0):
-            raise ConfigError("server-learning-rate", f"must be a positive number, got {server_learning_rate}")
+        try:
+            eta = float(server_learning_rate)
+        except (TypeError, ValueError):
+            eta = math.nan
+        if isinstance(server_learning_rate, bool) or not (math.isfinite(eta) and eta > 0):
+            raise ConfigError("server-learning-rate", f"must be a positive number, got {server_learning_rate!r}")
         required = tuple(required_metrics) if required_metrics is not None else BASE_REQUIRED_METRICS
         if require_dp_metrics:
             required += tuple(k for k in DP_REQUIRED_METRICS if k not in required)
@@ -125,7 +129,7 @@ class LoraStrategy(FedAvg):
         self.norm_bound = norm_bound
         self.trim_beta = trim_beta
         self.secure_aggregation = bool(secure_aggregation)
-        self.server_learning_rate = float(server_learning_rate)
+        self.server_learning_rate = eta
         self._rng = random.Random(seed)
         self._rounds: dict[int, RoundState] = {}
         # Public records for the run record.
@@ -298,7 +302,7 @@ class LoraStrategy(FedAvg):
         """New global arrays: global + η·update on the updated keys, in the global dtype.
 
         η is ``server_learning_rate`` (FedOpt's server step, Reddi et al. 2021; Flower's FedAvgM
-        calls it the same). η = 1 is plain FedAvg, bit for bit. Scaling the released aggregate is
+        message-API FedAvgM calls it the same). η = 1 is plain FedAvg, bit for bit. Scaling the released aggregate is
         post-processing, so no DP guarantee changes."""
         eta = self.server_learning_rate
         new: dict[str, np.ndarray] = {}

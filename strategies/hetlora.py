@@ -102,9 +102,9 @@ class HetLora(LoraStrategy):
             raise ConfigError("hetlora-pad-target", f"must be one of {', '.join(PAD_TARGETS)}, got {pad_target!r}")
         if self.server_learning_rate != 1.0 and not (method == "zero_pad" and pad_target == "update"):
             # these methods rebuild the global adapter from the replies instead of adding an update
-            raise ConfigError("server-learning-rate", f"hetlora-method={method} (pad target {pad_target}) "
-                              "replaces the global adapter instead of stepping it; only zero_pad with "
-                              "pad target update takes a server learning rate other than 1")
+            how = "hetlora-method=svd" if method == "svd" else f"hetlora-pad-target={pad_target}"
+            raise ConfigError("server-learning-rate", f"{how} replaces the global adapter instead of stepping it; only "
+                              "hetlora-method=zero_pad with hetlora-pad-target=update takes a value other than 1")
         if method == "svd" and self.trim_beta is not None:
             raise ConfigError("trim-beta", "hetlora-method=svd averages full ΔW products; trimmed mean is not supported")
         self.client_ranks: dict[int | str, int] = dict(client_ranks or {})

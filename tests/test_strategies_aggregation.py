@@ -128,7 +128,7 @@ def test_server_learning_rate_scales_the_mean_update(cls):
 
 
 def test_server_learning_rate_must_be_positive_and_step_the_adapter():
-    for bad in (0.0, -1.0, float("nan"), float("inf")):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "fast"):
         with pytest.raises(ConfigError, match="server-learning-rate"):
             build_strategy("fedavg", **{"server-learning-rate": bad})
     # hetlora's svd and weight padding rebuild the global adapter instead of stepping it.
