@@ -301,15 +301,13 @@ class LoraStrategy(FedAvg):
     def apply_update(self, state: RoundState, update: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """New global arrays: global + η·update on the updated keys, in the global dtype.
 
-        η is ``server_learning_rate`` (FedOpt's server step, Reddi et al. 2021; Flower's FedAvgM
-        message-API FedAvgM calls it the same). η = 1 is plain FedAvg, bit for bit. Scaling the released aggregate is
-        post-processing, so no DP guarantee changes."""
-        eta = self.server_learning_rate
+        η is ``server_learning_rate`` (FedOpt's server step, Reddi et al. 2021; Flower's message-API
+        FedAvgM calls it the same). η = 1 is plain FedAvg bit for bit, since 1.0·x == x in IEEE floats.
+        Scaling the released aggregate is post-processing, so no DP guarantee changes."""
         new: dict[str, np.ndarray] = {}
         for key, value in state.global_arrays.items():
             if key in update:
-                step = update[key] if eta == 1.0 else eta * update[key]
-                new[key] = (np.asarray(value, dtype=np.float64) + step).astype(value.dtype)
+                new[key] = (np.asarray(value, dtype=np.float64) + self.server_learning_rate * update[key]).astype(value.dtype)
             else:
                 new[key] = value
         return new
