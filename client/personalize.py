@@ -1,27 +1,22 @@
-"""Device-side personalization and its two baselines, with the same training code and privacy
-accounting as the ClientApp (used by `simulations.compare_strategies`).
+"""Personalization on the device after the federation, with the ClientApp's training code and
+privacy accounting.
 
-* **global-only**: the federation's final global adapter, nothing of the device's own added.
-* **local-only**: no federation; the device trains its own adapter on its own train split for the
-  same total number of local epochs as a federated client (`rounds * local_epochs + finetune_epochs`),
-  with the same DP-SGD noise multiplier (calibrated by `noise_multiplier_for` for that many epochs),
-  so it spends the same record-level budget `target_epsilon`.
-* **personalized**: the federated result completed with what stays on the device (fedsa: its own
-  lora_B) and fine-tuned for `finetune_epochs` more local epochs (`finetune_locally`), paid from the
-  device's ledger of the federation: the accounting continues and `finetune_locally` refuses
-  (PrivacyBudgetExhausted) if the fine-tuning would push ε past `target_epsilon`; the device then
-  predicts with a mixture of the federated model and this private model (`client.interpolation`).
-  Without record-level DP the private model is the better on validation of the fine-tuned adapter
-  and one trained from scratch on the device (`personalize`).
+The federated result, completed with what stays on the device (fedsa: its own lora_B), is
+fine-tuned for `finetune_epochs` more local epochs (`finetune_locally`), paid from the device's
+ledger of the federation: the accounting continues, and the fine-tuning is refused
+(PrivacyBudgetExhausted) if it would push ε past `target_epsilon`. The device then predicts with a
+mixture of the federated model and this private model (`client.interpolation`). Without
+record-level DP the private model is the better on validation of the fine-tuned adapter and one
+trained from scratch on the device (`personalize`).
 
-Under `dp-scope uploads` (fedpriv.config.DP_SCOPES) record-level ε covers only what left the device:
-local-only and the personalization never leave it, so they train as without DP (`RunConfig.on_device`),
-and the ε reported with them is the federation's, which the fine-tuning leaves unchanged.
+Under `dp-scope uploads` (fedpriv.config.DP_SCOPES) record-level ε covers only what leaves the
+device: the personalization never leaves it, so it trains as without DP (`RunConfig.on_device`),
+and the ε reported with it is the federation's, which the fine-tuning leaves unchanged.
 
-`personalize_device` runs the personalized method on one real device after the federation, from
-what the device kept in its own folder (`client.device`): the last global adapter it received, the
-run config it came with, its ledger and, for fedsa, its lora_B (`fedpriv personalize --device`).
-`personalize_split` and `summarize` are shared with `fedpriv personalize RUN_DIR` (simulated runs).
+`personalize_device` runs this on one real device from what it kept in its own folder
+(`client.device`): the last global adapter it received, the run config it came with, its ledger
+and, for fedsa, its lora_B (`fedpriv personalize --device`). `personalize_split` and `summarize`
+serve `fedpriv personalize RUN_DIR` (simulated runs) too.
 """
 
 from __future__ import annotations
@@ -45,7 +40,7 @@ from client.device import (
     devices_with_global,
     load_received_global,
 )
-from client.dp_training import TrainOutcome, encode, evaluate, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs, train_locally
+from client.dp_training import encode, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs
 from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mixture_loss
 from client.privacy_ledger import PrivacyLedger
 from client.selection import EarlyStopped, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
@@ -131,40 +126,10 @@ def complete_adapter(fresh: dict[str, torch.Tensor], global_state: dict[str, tor
     return state
 
 
-# ---- the three methods ------------------------------------------------------------------------
+# ---- training on the device after the federation ----------------------------------------------
 
 
-def evaluate_adapter(models: BaseModelCache, config: RunConfig, state: dict[str, torch.Tensor], held_out: TensorDataset) -> Evaluated:
-    model = models.lora_model(config)
-    load_adapter_state(model, merge_adapter(adapter_state(model), state))
-    loss, perplexity = evaluate(model, held_out)
-    return Evaluated(loss, perplexity)
-
-
-def train_local_only(
-    models: BaseModelCache, config: RunConfig, client_id: str, train_set: TensorDataset, held_out: TensorDataset
-) -> tuple[Evaluated, PrivacyLedger | None, TrainOutcome | EarlyStopped]:
-    """Local-only baseline: a fresh adapter, `total_local_epochs(config)` epochs on the device's own
-    train split, with a fresh ledger and the federated client's σ; never more than `target_epsilon`.
-    Without record-level DP (and a validation fraction): up to that many epochs, keeping the best on
-    the validation slice, exactly as the personalized fine-tuning is selected (`client.selection`).
-    Under `dp-scope uploads` it never leaves the device, so it trains as without DP."""
-    config = config.on_device()
-    if selection_active(config):
-        model, stopped = _train_from_scratch_selected(models, config, client_id, *_validation_split(config, client_id, train_set))
-        loss, perplexity = evaluate(model, held_out)
-        return Evaluated(loss, perplexity, epochs=stopped.epochs), None, stopped
-    model = models.lora_model(config)
-    set_trainable_for_mode(model, "fedavg")  # a plain LoRA: A and B trained
-    seed = device_seed(config, client_id, "local-only")
-    ledger = PrivacyLedger(accountant=config.accountant) if config.record_dp else None
-    outcome = train_locally(model, train_set, config, ledger, seed, epochs=total_local_epochs(config))
-    loss, perplexity = evaluate(model, held_out)
-    epsilon = ledger.epsilon(config.delta) if ledger is not None else None
-    return Evaluated(loss, perplexity, epsilon, outcome.round_steps, total_local_epochs(config)), ledger, outcome
-
-
-def _train_from_scratch_selected(
+def train_from_scratch_selected(
     models: BaseModelCache, config: RunConfig, client_id: str, fit: TensorDataset, validation: TensorDataset
 ) -> tuple[Any, EarlyStopped]:
     """Without record-level DP: a fresh adapter (A and B) trained on `fit` only, early-stopped on
@@ -176,7 +141,7 @@ def _train_from_scratch_selected(
     return model, stopped
 
 
-def _validation_split(config: RunConfig, client_id: str, train_set: TensorDataset) -> tuple[TensorDataset, TensorDataset]:
+def validation_split(config: RunConfig, client_id: str, train_set: TensorDataset) -> tuple[TensorDataset, TensorDataset]:
     """The device's (fit, validation) slices: the same for local-only and the fine-tuning."""
     return split_for_validation(train_set, config.validation_fraction, device_seed(config, client_id, "validation"))
 
@@ -225,7 +190,7 @@ def personalize(
     (negative transfer), the global model still enters through the mixture.
     `spent_before`: the ε the federation already reported for this ledger (saves recomputing it).
     `save_adapter`: write the mixture's private adapter (all its tensors) there, on the device.
-    `from_scratch`: the local-only outcome `train_local_only` already got for this device and config
+    `from_scratch`: the outcome `train_from_scratch_selected` already gave for this device and config
     without record-level DP (the same model), so it is not trained a second time.
     Under `dp-scope uploads` all of this runs as without DP (`RunConfig.on_device`): it never leaves
     the device; the ledger is read for the ε the federation spent and left as it is."""
@@ -250,10 +215,10 @@ def personalize(
     selecting = selection_active(trainer)
     private_model, private_name = model, "finetuned"
     if selecting:
-        fit, validation = _validation_split(trainer, client_id, train_set)
+        fit, validation = validation_split(trainer, client_id, train_set)
         stopped = train_with_early_stopping(model, fit, validation, trainer, device_seed(config, client_id, "finetune"), total_local_epochs(config))
         epochs = private_epochs = stopped.epochs
-        scratch = from_scratch if from_scratch is not None else _train_from_scratch_selected(models, trainer, client_id, fit, validation)[1]
+        scratch = from_scratch if from_scratch is not None else train_from_scratch_selected(models, trainer, client_id, fit, validation)[1]
         chosen = stopped
         if scratch.validation_loss < stopped.validation_loss:
             private_model, private_name, chosen, private_epochs = models.lora_model(config), "from_scratch", scratch, scratch.epochs

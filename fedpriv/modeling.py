@@ -29,7 +29,7 @@ def resolve_model(name: str) -> str:
     """
     if name == DEFAULT_MODEL:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise ConfigError("model", f"the default model is missing from {DEFAULT_MODEL_DIR}; rebuild it with `fedpriv build-model`")
+            raise ConfigError("model", f"the default model is missing from {DEFAULT_MODEL_DIR}; rebuild it with `python -m simulations.studies.default_model`")
         return str(DEFAULT_MODEL_DIR)
     path = Path(name).expanduser()
     if path.exists():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
-from client.gateway.recognizers._common import US_STATES, us_places
+from client.gateway.recognizers.common import US_STATES, us_places
 
 AGE_BAND_LABEL_RE = re.compile(r"\b\d{1,3}-\d{1,3}\b|\b90 or older\b|\b90\+")
 _AGE_NUMBER = re.compile(r"\d{1,3}")

@@ -39,7 +39,7 @@ def resolve_local_model(spec: str | None) -> str:
     if spec is None or spec == DEFAULT_LOCAL_MODEL:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
             raise LocalModelError(
-                f"the default local model is missing from {DEFAULT_MODEL_DIR}; build it (`fedpriv build-model`) "
+                f"the default local model is missing from {DEFAULT_MODEL_DIR}; build it (`python -m simulations.studies.default_model`) "
                 "or pass --local-model PATH"
             )
         return str(DEFAULT_MODEL_DIR)

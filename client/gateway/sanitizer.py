@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from client.gateway import abstraction
 from client.gateway.config import GatewayConfig, load_config
 from client.gateway.recognizers import build_registry
-from client.gateway.recognizers._common import STATE_CODE_RE, STATE_NAME_RE, is_common_word
+from client.gateway.recognizers.common import STATE_CODE_RE, STATE_NAME_RE, is_common_word
 from client.gateway.session import PLACEHOLDER_RE, ConversationSession
 from client.gateway.types import Entity, PlaceholderSession, SanitizationError, SanitizedPrompt
 
@@ -56,7 +56,7 @@ _TYPE_PRIORITY = {
     "HEALTH_PLAN": 8, "ACCOUNT": 8, "LICENSE": 8, "VEHICLE": 8, "DEVICE": 8, "PHONE": 7, "FAX": 7,
     "ADDRESS": 7, "DATE": 6, "AGE": 6, "ZIP": 6, "PERSON": 5, "FACILITY": 5, "LOCATION": 4, "ID": 1,
 }
-# Per-identifier miss probability, from `fedpriv sanitize-eval` (see docs/sanitizer.md).
+# Per-identifier miss probability, from `python -m simulations.studies.sanitizer_eval` (see docs/sanitizer.md).
 BASE_MISS_RATE = 0.005
 DEFAULT_RISK_THRESHOLD = 0.2
 

@@ -11,7 +11,7 @@
 Same arguments (including ``seed``) always give identical output; different seeds differ.
 """
 
-from simulations.synthetic._common import PIISpan, Record
+from simulations.synthetic.common import PIISpan, Record
 from simulations.synthetic.federation import (
     DEFAULT_HELDOUT_FRACTION,
     DEFAULT_NUM_CLIENTS,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from fedpriv.errors import ConfigError, DataError
-from simulations.synthetic._common import Record, derive_seed
+from simulations.synthetic.common import Record, derive_seed
 from simulations.synthetic.hospital import HospitalGenerator, specialty_for
 from simulations.synthetic.phone import Persona, PhoneGenerator
 from simulations.synthetic.public import public_records

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulations.synthetic._common import Filler, Record, Slot, locate_spans, squeeze_spaces
+from simulations.synthetic.common import Filler, Record, Slot, locate_spans, squeeze_spaces
 from simulations.synthetic.pii import DATE_STYLES, MRN_STYLES, PHONE_STYLES, PIIFactory
 
 

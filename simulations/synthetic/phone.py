@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from simulations.synthetic._common import Filler, Record, Slot, locate_spans
+from simulations.synthetic.common import Filler, Record, Slot, locate_spans
 from simulations.synthetic.pii import DATE_STYLES, PHONE_STYLES, PIIFactory
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 
-from simulations.synthetic._common import Filler, Slot, derive_seed, squeeze_spaces, word_count
+from simulations.synthetic.common import Filler, Slot, derive_seed, squeeze_spaces, word_count
 from simulations.synthetic.hospital import COMMON_VOCAB, SPECIALTIES
 from simulations.synthetic.phone import TOPIC_NAMES, Persona, PhoneGenerator
 

@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The evaluation's held-out places live with the evaluation, apart from the product.
+HOLDOUT = HERE.parents[2] / "simulations" / "studies" / "sanitizer_eval" / "assets" / "holdout_places.tsv"
 
 # Locales whose name lists (minus the hold-out quarter) the detector knows.
 DETECTOR_LOCALES = (
@@ -96,7 +98,7 @@ def build_places(src: Path) -> None:
         row = f"{name}\t{state}\t{pop}\t{n_states}"
         (holdout if held_out(name) else detector).append(row)
     (HERE / "us_places.tsv").write_text("\n".join(detector) + "\n", encoding="utf-8")
-    (HERE / "eval_holdout_places.tsv").write_text("\n".join(holdout) + "\n", encoding="utf-8")
+    (HOLDOUT).write_text("\n".join(holdout) + "\n", encoding="utf-8")
     print("us_places", len(detector), "holdout", len(holdout))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from client.gateway.recognizers._common import STATE_CODE_RE, STATE_NAME_RE, GatewayRecognizer, Hit
+from client.gateway.recognizers.common import STATE_CODE_RE, STATE_NAME_RE, GatewayRecognizer, Hit
 
 STREET_SUFFIXES = (
     "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|circle|cir|way|place|pl|"

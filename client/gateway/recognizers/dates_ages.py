@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from client.gateway.recognizers._common import GatewayRecognizer, Hit
+from client.gateway.recognizers.common import GatewayRecognizer, Hit
 
 _MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"

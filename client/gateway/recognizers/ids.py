@@ -16,7 +16,7 @@ import re
 
 import phonenumbers
 
-from client.gateway.recognizers._common import GatewayRecognizer, Hit
+from client.gateway.recognizers.common import GatewayRecognizer, Hit
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _TLDS = (

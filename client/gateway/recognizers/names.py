@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from client.gateway.recognizers._common import (
+from client.gateway.recognizers.common import (
     ABBREVIATIONS,
     COUNTRIES,
     DRUG_SUFFIXES,
