@@ -60,7 +60,11 @@ class RunConfig:
     num_clients: int | None = None  # None = the profile's default (or every file in data_dir)
     records_per_client: int = 200
     rounds: int = 3
-    clients_per_round: int | None = None  # None = all clients every round
+    clients_per_round: int | None = None  # None = the profile's default: hospital all clients, phone a sample
+    # participation (server/participation.py; None = the profile's default)
+    min_train_nodes: int | None = None  # valid train replies a round needs to update the global adapter
+    min_evaluate_nodes: int | None = None  # evaluate replies a round needs for its aggregate evaluation
+    round_timeout: float | None = None  # seconds the server waits for the replies of one train or evaluate step
     model: str = DEFAULT_MODEL
     # LoRA
     lora_rank: int = 8
@@ -104,6 +108,7 @@ class RunConfig:
     seed: int = 0
     out: str = ""
     state_dir: str = ""  # simulation: where virtual devices keep their ledgers (a real device sets node config state-dir)
+    resume: bool = False  # continue the run in `out` from its last round checkpoint (server/server_state.py)
 
     # ---- conversions -------------------------------------------------------------------------
 
@@ -176,6 +181,14 @@ class RunConfig:
             _positive("clients-per-round", self.clients_per_round)
         if self.num_clients and self.clients_per_round and self.clients_per_round > self.num_clients:
             raise ConfigError("clients-per-round", f"{self.clients_per_round} is more than num-clients={self.num_clients}")
+        if self.min_train_nodes is not None:
+            _positive("min-train-nodes", self.min_train_nodes)
+            if self.clients_per_round and self.min_train_nodes > self.clients_per_round:
+                raise ConfigError("min-train-nodes", f"{self.min_train_nodes} is more than clients-per-round={self.clients_per_round}")
+        if self.min_evaluate_nodes is not None:
+            _positive("min-evaluate-nodes", self.min_evaluate_nodes)
+        if self.round_timeout is not None:
+            _positive("round-timeout", self.round_timeout)
         if not self.model:
             raise ConfigError("model", "must name the default model, a local path or a Hugging Face model id")
         _positive("lora-rank", self.lora_rank)

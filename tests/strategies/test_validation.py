@@ -213,9 +213,28 @@ def test_evaluate_aggregation_skips_bad_replies():
     strategy = _strategy()
     msgs = strategy.configure_evaluate(1, ArrayRecord({k: Array(v) for k, v in initial.items()}), ConfigRecord({}), FakeGrid([1, 2, 3]))
     by_node = {m.metadata.dst_node_id: m for m in msgs}
-    good = [Message(RecordDict({"metrics": MetricRecord({"eval_loss": float(n), "num-examples": n})}), reply_to=by_node[n]) for n in (1, 2)]
-    bad = Message(RecordDict({"metrics": MetricRecord({"eval_loss": float("nan"), "num-examples": 3})}), reply_to=by_node[3])
+
+    def reply(node, metrics, client=None):
+        client = client if client is not None else {"client-id": f"client-{node}", "server-round": 1}
+        return Message(RecordDict({"metrics": MetricRecord(metrics), "client": ConfigRecord(client)}), reply_to=by_node[node])
+
+    good = [reply(n, {"eval_loss": float(n), "num-examples": n}) for n in (1, 2)]
+    bad = reply(3, {"eval_loss": float("nan"), "num-examples": 3})
     result = strategy.aggregate_evaluate(1, [*good, bad])
     assert result["eval_loss"] == pytest.approx((1 * 1 + 2 * 2) / 3)
     assert result["num-examples"] == 3
     assert [n for n, _ in strategy.eval_rejections[1]] == [3]
+
+    # Round 2: node 3 now claims node 1's client id, node 2 answers round 1 (stale), node 1 sends no
+    # client record: only what the validator accepts counts, and nothing with fewer replies than the minimum.
+    strategy.min_evaluate_replies = 2
+    msgs = strategy.configure_evaluate(2, ArrayRecord({k: Array(v) for k, v in initial.items()}), ConfigRecord({}), FakeGrid([1, 2, 3]))
+    by_node = {m.metadata.dst_node_id: m for m in msgs}
+    forged = reply(3, {"eval_loss": 0.0, "num-examples": 1}, {"client-id": "client-1", "server-round": 2})
+    stale = reply(2, {"eval_loss": 0.0, "num-examples": 1}, {"client-id": "client-2", "server-round": 1})
+    no_client = Message(RecordDict({"metrics": MetricRecord({"eval_loss": 0.0, "num-examples": 1})}), reply_to=by_node[1])
+    assert strategy.aggregate_evaluate(2, [forged, stale, no_client]) is None
+    reasons = dict(strategy.eval_rejections[2])
+    assert "belongs to node 1" in reasons[3] and "stale" in reasons[2] and "'client'" in reasons[1]
+    report = strategy.phase_report("evaluate", 2)
+    assert not report.aggregated and not report.accepted and "min-evaluate-nodes" in report.note
