@@ -61,7 +61,7 @@ class RunConfig:
     records_per_client: int = 200
     rounds: int = 3
     clients_per_round: int | None = None  # None = the profile's default: hospital all clients, phone a sample
-    # participation (server/participation.py; None = the profile's default)
+    # participation (server/participation.py; None or 0 = the profile's default, 0 for Flower's run config)
     min_train_nodes: int | None = None  # valid train replies a round needs to update the global adapter
     min_evaluate_nodes: int | None = None  # evaluate replies a round needs for its aggregate evaluation
     round_timeout: float | None = None  # seconds the server waits for the replies of one train or evaluate step
@@ -182,13 +182,13 @@ class RunConfig:
         if self.num_clients and self.clients_per_round and self.clients_per_round > self.num_clients:
             raise ConfigError("clients-per-round", f"{self.clients_per_round} is more than num-clients={self.num_clients}")
         if self.min_train_nodes is not None:
-            _positive("min-train-nodes", self.min_train_nodes)
+            _positive("min-train-nodes", self.min_train_nodes, allow_zero=True)
             if self.clients_per_round and self.min_train_nodes > self.clients_per_round:
                 raise ConfigError("min-train-nodes", f"{self.min_train_nodes} is more than clients-per-round={self.clients_per_round}")
         if self.min_evaluate_nodes is not None:
-            _positive("min-evaluate-nodes", self.min_evaluate_nodes)
+            _positive("min-evaluate-nodes", self.min_evaluate_nodes, allow_zero=True)
         if self.round_timeout is not None:
-            _positive("round-timeout", self.round_timeout)
+            _positive("round-timeout", self.round_timeout, allow_zero=True)
         if not self.model:
             raise ConfigError("model", "must name the default model, a local path or a Hugging Face model id")
         _positive("lora-rank", self.lora_rank)

@@ -1,7 +1,7 @@
 """Who takes part in a round, how many replies it needs, and how long the server waits.
 
 The run config's `clients-per-round`, `min-train-nodes`, `min-evaluate-nodes` and `round-timeout`
-default (None) to the profile's:
+default (None, or 0: Flower's run config has no None) to the profile's:
 
 * `hospital` (cross-silo, few reliable nodes): every node every round; a round updates the global
   adapter only if every sampled hospital's reply is valid, and evaluates only if all replied.

@@ -48,9 +48,9 @@ def run_rounds(
     """Rounds `first_round`..`num_rounds` from the global `arrays`; returns the final global arrays."""
     strategy.summary()
     started = time.time()
-    # The adapter being identified with comes from round first_round - 1 (0: the initial adapter).
-    replies = exchange(grid, strategy.configure_identify(first_round - 1, arrays, evaluate_config, grid), timeout)
-    strategy.aggregate_identify(first_round - 1, replies)
+    if first_round <= num_rounds:  # the adapter identified with comes from round first_round - 1 (0: the initial one)
+        replies = exchange(grid, strategy.configure_identify(first_round - 1, arrays, evaluate_config, grid), timeout)
+        strategy.aggregate_identify(first_round - 1, replies)
     for server_round in range(first_round, num_rounds + 1):
         log(INFO, "")
         log(INFO, "[ROUND %s/%s]", server_round, num_rounds)

@@ -63,8 +63,18 @@ def dumps_metrics(data: dict[str, Any]) -> str:
     return json.dumps(_encode(data), indent=2, allow_nan=False)
 
 
+MAX_REASON = 600  # characters of a device's error text kept: its start and its end (a traceback's last line)
+
+
 def _node_label(node_id: int, phase: str) -> str:
     return f"node {node_id}" if phase == "train" else f"node {node_id} ({phase})"
+
+
+def _reason(text: str) -> str:
+    if len(text) <= MAX_REASON:
+        return text
+    head, tail = MAX_REASON // 3, MAX_REASON - MAX_REASON // 3
+    return f"{text[:head]} … ({len(text) - MAX_REASON} characters left out) … {text[-tail:]}"
 
 
 @dataclass
@@ -101,8 +111,8 @@ class RunRecord:
             **({"note": report.note} if report.note else {}),
         }
         dropouts = [{"node_id": node, "client_id": report.client_of.get(node)} for node in report.dropouts()]
-        failures = [f"{_node_label(n, phase)}: {reason}" for n, reason in report.failed]
-        rejected = [f"{_node_label(n, phase)}: {reason}" for n, reason in report.rejected]
+        failures = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.failed]
+        rejected = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.rejected]
         if phase == "identify":  # before the first round of this server process: who is which client
             self.identify[server_round] = {"replies": summary, "dropouts": dropouts, "failures": failures, "rejected": rejected}
             if server_round == 0:  # the initial adapter, evaluated on every device before round 1

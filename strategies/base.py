@@ -202,9 +202,6 @@ class LoraStrategy(FedAvg):
     def on_valid_reply(self, reply: ValidReply) -> None:
         """Called for every accepted reply, train or evaluate (hetlora learns profiles here)."""
         self.bindings.bind(reply.node_id, reply.client_id)
-        epsilon = reply.metrics.get("epsilon")
-        if isinstance(epsilon, int | float) and epsilon > self.epsilon_floor.get(reply.client_id, -math.inf):
-            self.epsilon_floor[reply.client_id] = float(epsilon)
 
     def describe(self) -> dict[str, Any]:
         """Settings for the run record."""
@@ -358,6 +355,9 @@ class LoraStrategy(FedAvg):
         self.accepted.setdefault(server_round, []).extend(r.node_id for r in valid)
         for reply in valid:
             self.on_valid_reply(reply)
+            epsilon = reply.metrics.get("epsilon")  # only a train reply's ε counts: it comes with the update it paid for
+            if isinstance(epsilon, int | float) and epsilon > self.epsilon_floor.get(reply.client_id, -math.inf):
+                self.epsilon_floor[reply.client_id] = float(epsilon)
         report.add(valid, [r for r in rejected if r not in failed], failed, self.arrayrecord_key)
         log(INFO, "aggregate_train: round %d, %d valid replies, %d rejected", server_round, len(valid), len(rejected))
         return valid

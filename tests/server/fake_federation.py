@@ -41,6 +41,7 @@ class FakeFederation:
         ledgers: dict[str, int] | None = None,
         tamper: Tamper | None = None,
         profile: str = "hospital",
+        reverse_arrivals: bool = False,
     ) -> None:
         ensure_task_identity()
         rng = np.random.default_rng(node_seed)
@@ -49,6 +50,7 @@ class FakeFederation:
         self.ledgers = ledgers if ledgers is not None else {}
         self.tamper = tamper
         self.profile = profile
+        self.reverse_arrivals = reverse_arrivals  # replies arrive in any order on a real grid
         self.sent: list[Message] = []
         self.timeouts: list[float | None] = []
 
@@ -66,7 +68,7 @@ class FakeFederation:
             client_id = self.clients[message.metadata.dst_node_id]
             reply = self.answer(message, client_id)
             replies.extend(self.tamper(message, reply, client_id) if self.tamper else [reply])
-        return replies
+        return replies[::-1] if self.reverse_arrivals else replies
 
     def answer(self, message: Message, client_id: str) -> Message:
         config = message.content["config"]

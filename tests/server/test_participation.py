@@ -4,6 +4,7 @@ says why, and the run goes on. Driven through `run_federation` over a fake grid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,11 @@ from safetensors.torch import load_file
 
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
-from server.participation import PHONE_TIMEOUT, Participation, resolve_participation
 from server.server_app import run_federation
 from tests.server.fake_federation import FakeFederation
 
 PHONES = [f"phone-{i:02d}" for i in range(20)]
+PHONE_TIMEOUT = 600.0  # the phone profile's round timeout (server.participation.PHONE_TIMEOUT)
 
 
 def _adapter(out: Path, name: str) -> dict:
@@ -43,16 +44,17 @@ def _dead_in_round_1(count: int):
 
 
 def _run(tmp_path: Path, clients: list[str], tamper=None, node_seed: int = 0, **config) -> tuple[dict, Path, FakeFederation]:
-    from server.run_record import load_metrics
-
     out = tmp_path / f"run-{node_seed}"
     grid = FakeFederation(clients, tamper=tamper, node_seed=node_seed, profile=config.get("profile", "hospital"))
     run_federation(grid, RunConfig(num_clients=len(clients), rounds=2, out=str(out), **config).validated())
     assert (out / "report.md").is_file()
-    return load_metrics(out / "metrics.json"), out, grid
+    return json.loads((out / "metrics.json").read_text()), out, grid
 
 
 def test_profile_defaults() -> None:
+    from server.participation import PHONE_TIMEOUT as DEFAULT_TIMEOUT, Participation, resolve_participation
+
+    assert DEFAULT_TIMEOUT == PHONE_TIMEOUT
     def resolve(profile: str, n: int, **kw) -> Participation:
         return resolve_participation(RunConfig(profile=profile, num_clients=n, **kw).validated(), n)
 
@@ -66,7 +68,11 @@ def test_profile_defaults() -> None:
     with pytest.raises(ConfigError, match="min-evaluate-nodes"):
         resolve("hospital", 4, min_evaluate_nodes=5)
     with pytest.raises(ConfigError, match="round-timeout"):
-        RunConfig(round_timeout=0.0).validated()
+        RunConfig(round_timeout=-1.0).validated()
+    # 0 is "the profile's default" too: Flower's run config has no None, and a key must be declared to be set.
+    zeros = RunConfig.from_flower({"profile": "phone", "num-clients": 20, "min-train-nodes": 0, "min-evaluate-nodes": 0,
+                                   "round-timeout": 0.0, "resume": False, "out": ""})
+    assert resolve_participation(zeros, 20) == resolve("phone", 20)
 
 
 def test_phone_round_completes_when_one_of_five_sampled_phones_dies(tmp_path: Path) -> None:

@@ -105,8 +105,6 @@ TRAIN_CASES = {
                   "unexpected keys"),
     "duplicate": (_train_case(lambda m, r: [r, *_with(m, r)]), "second reply from the same node"),
     "stale": (_train_case(lambda m, r: _with(m, r, client=client_record("c1", 0))), "stale round"),
-    "a node sampled for training claims another client's id": (
-        _train_case(lambda m, r: _with(m, r, client=client_record("c0", 1))), "client-id 'c0'"),
 }
 
 
@@ -156,10 +154,10 @@ EVALUATE_CASES = {
 }
 
 
-def _run(tmp_path: Path, tamper, **config) -> tuple[dict, str, FakeFederation]:
+def _run(tmp_path: Path, tamper, reverse_arrivals: bool = False, **config) -> tuple[dict, str, FakeFederation]:
     out = tmp_path / "run"
-    run_config = RunConfig(num_clients=len(CLIENTS), rounds=2, out=str(out), min_train_nodes=1, **config).validated()
-    grid = FakeFederation(CLIENTS, tamper=tamper)
+    run_config = RunConfig(num_clients=len(CLIENTS), rounds=2, out=str(out), **config).validated()
+    grid = FakeFederation(CLIENTS, tamper=tamper, reverse_arrivals=reverse_arrivals)
     run_federation(grid, run_config)
     assert (out / "report.md").is_file(), "the run did not finish"
     return strict_json(out / "metrics.json"), (out / "metrics.json").read_text(), grid
@@ -217,12 +215,42 @@ def test_a_client_id_stays_with_the_node_that_presented_it_first(tmp_path: Path)
     assert second["dropouts"]["train"] == [{"node_id": node_c1, "client_id": "c1"}]
 
 
+def test_a_sampled_node_cannot_take_another_clients_id_even_when_its_reply_arrives_first(tmp_path: Path) -> None:
+    def claim_c0(message: Message, reply: Message, client_id: str) -> list[Message]:
+        if client_id == "c1" and message.metadata.message_type == MessageType.TRAIN and _round(message) == 1:
+            return _with(message, reply, client=client_record("c0", 1))
+        return [reply]
+
+    metrics, text, grid = _run(tmp_path, claim_c0, reverse_arrivals=True)  # c1's forgery arrives before c0's reply
+    first = metrics["rounds"][0]
+    assert [r.split(":")[0] for r in first["rejected"]] == [f"node {grid.node_of('c1')}"]  # the forger, not c0
+    _assert_clean(text)
+    entries = {c["client_id"]: c for c in first["clients"]}
+    assert entries["c0"]["epsilon"] == pytest.approx(0.3 * 5**0.5) and not entries["c1"]["trained"]
+
+
+def test_a_client_cannot_report_a_lower_epsilon_than_before(tmp_path: Path) -> None:
+    """Record-level ε only grows; a lower one (a reset ledger, a replay) is refused and the record keeps the higher."""
+    def reset_ledger(message: Message, reply: Message, client_id: str) -> list[Message]:
+        if client_id == "c1" and message.metadata.message_type == MessageType.TRAIN and _round(message) == 2:
+            arrays, metrics, client = _train_parts(reply)
+            return [forged(message, {"arrays": to_array_record(arrays), "metrics": MetricRecord({**metrics, "epsilon": 0.1}),
+                                     "client": ConfigRecord(client)})]
+        return [reply]
+
+    metrics, _, grid = _run(tmp_path, reset_ledger)
+    (reason,) = metrics["rounds"][1]["rejected"]
+    assert reason.startswith(f"node {grid.node_of('c1')}: epsilon 0.1 is below the 0.67082")
+    assert metrics["privacy"]["record_level"]["c1"]["epsilon"] == pytest.approx(0.3 * 5**0.5)
+
+
 def test_an_error_reply_is_a_failure_not_a_rejection(tmp_path: Path) -> None:
     metrics, _, grid = _run(tmp_path, _error_reply)
     first = metrics["rounds"][0]
     assert first["failures"] == [f"node {grid.node_of('c1')}: error reply (code 0): the ClientApp raised"]
     assert first["rejected"] == []
-    assert first["replies"]["train"]["failed"] == 1 and first["replies"]["train"]["aggregated"]
+    assert first["replies"]["train"]["failed"] == 1
+    assert not first["replies"]["train"]["aggregated"]  # a hospital round needs every hospital's update
 
 
 def test_infinite_epsilon_is_written_as_valid_json(tmp_path: Path) -> None:

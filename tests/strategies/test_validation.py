@@ -238,3 +238,36 @@ def test_evaluate_aggregation_skips_bad_replies():
     assert "belongs to node 1" in reasons[3] and "stale" in reasons[2] and "'client'" in reasons[1]
     report = strategy.phase_report("evaluate", 2)
     assert not report.aggregated and not report.accepted and "min-evaluate-nodes" in report.note
+
+
+def test_client_ids_are_bound_to_the_node_that_presented_them_first():
+    from strategies.validation import ClientBindings, ReplyRejected, check_client_id
+
+    bindings = ClientBindings()
+    bindings.bind(1, "alice")
+    assert bindings.conflict(1, "alice") is None and bindings.conflict(2, "bob") is None
+    assert "belongs to node 1" in bindings.conflict(2, "alice")
+    assert "presented client-id 'alice' before" in bindings.conflict(1, "mallory")
+    bindings.bind(2, "alice")  # refused: nothing changes
+    assert bindings.node_of == {"alice": 1} and bindings.client_of == {1: "alice"}
+    assert check_client_id("hospital-00_x.y") == "hospital-00_x.y"
+    for bad, fragment in ((None, "missing"), ("", "missing"), ("a\nb", "control characters"), ("x" * 257, "257 characters")):
+        with pytest.raises(ReplyRejected, match=fragment):
+            check_client_id(bad)
+
+
+def test_sampling_and_aggregation_follow_client_ids_not_node_ids():
+    """Two runs whose nodes got different ids sample the same clients and aggregate bit-identically."""
+    initial = make_adapter(rank=2, seed=7)
+    results = []
+    for node_ids in ([10, 20, 30, 40], [400, 30, 2000, 1]):
+        clients = dict(zip(node_ids, ["c-a", "c-b", "c-c", "c-d"]))
+        strategy = FedAvgLora(fraction_train=0.5, min_train_nodes=2, min_available_nodes=1, min_evaluate_nodes=1, seed=3)
+        for node, client in clients.items():
+            strategy.bindings.bind(node, client)
+        msgs = _configure(strategy, node_ids, initial)
+        sampled = [clients[n] for n in msgs]
+        replies = [make_reply(m, _trained(m, seed=int(clients[n][-1], 16)), client_id=clients[n], num_examples=3) for n, m in msgs.items()]
+        arrays, _ = strategy.aggregate_train(1, replies[::-1])
+        results.append((sampled, {k: v.data for k, v in arrays.items()}))
+    assert results[0] == results[1]
