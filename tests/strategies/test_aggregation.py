@@ -102,29 +102,34 @@ def test_ffa_sends_only_B_keeps_A_fixed_and_averages_exactly():
 def _aggregate_once(strategy, initial, trained_seed=11, weights=(10, 30, 60)):
     msgs = _configure(strategy, [1, 2, 3], initial)
     sent = {n: instruction_arrays(msgs[n]) for n in msgs}
+    before = dict(strategy.round_state(1).global_arrays)
     rng = np.random.default_rng(trained_seed)
     trained = {n: {k: (v + rng.normal(0, 0.2, v.shape)).astype(np.float32) for k, v in sent[n].items()} for n in msgs}
     replies = [make_reply(msgs[n], trained[n], num_examples=w) for n, w in zip(msgs, weights)]
     arrays, _ = strategy.aggregate_train(1, replies)
-    return decode_record(arrays), sent, trained
+    return decode_record(arrays), before, sent, trained
 
 
-@pytest.mark.parametrize("cls", [FedAvgLora, FFALora])
-def test_server_learning_rate_scales_the_mean_update(cls):
+@pytest.mark.parametrize("cls", [FedAvgLora, FFALora, FedSALora])
+@pytest.mark.parametrize("eta", [None, 0.5, 3.0])
+def test_server_learning_rate_steps_the_global_by_eta_times_the_weighted_mean_update(cls, eta):
+    """global' = global + η·Σ wᵢ(replyᵢ − sentᵢ) / Σ wᵢ on the keys the clients train, computed by
+    hand here; η unset is plain FedAvg (η = 1). Keys outside the update (ffa's frozen A, fedsa's
+    local B) keep the global value whatever η."""
     initial = make_adapter(rank=4, seed=12)
-    plain, sent, trained = _aggregate_once(cls(**COMMON), initial)
-    default, _, _ = _aggregate_once(cls(server_learning_rate=1.0, **COMMON), initial)
-    stepped, _, _ = _aggregate_once(cls(server_learning_rate=3.0, **COMMON), initial)
+    options = {} if eta is None else {"server_learning_rate": eta}
+    out, before, sent, trained = _aggregate_once(cls(**options, **COMMON), initial)
+    step = 1.0 if eta is None else eta
     weights = {1: 10, 2: 30, 3: 60}
-    for key in initial:
-        assert np.array_equal(default[key], plain[key])  # η = 1 is plain FedAvg, bit for bit
-        if key not in sent[1]:  # ffa's frozen A is not part of the update: untouched whatever η
-            assert np.array_equal(stepped[key], plain[key])
+    assert set(out) == set(before)
+    for key in before:
+        if key not in sent[1]:
+            assert np.array_equal(out[key], before[key])
             continue
-        before = sent[1][key].astype(np.float64)
-        mean_update = sum(w * (trained[n][key].astype(np.float64) - before) for n, w in weights.items()) / 100
-        np.testing.assert_allclose(stepped[key], before + 3.0 * mean_update, rtol=1e-5, atol=1e-6)
-        assert not np.allclose(stepped[key], plain[key], atol=1e-3)
+        mean_update = sum(w * (trained[n][key].astype(np.float64) - sent[n][key]) for n, w in weights.items()) / 100
+        expected = before[key].astype(np.float64) + step * mean_update
+        np.testing.assert_allclose(out[key], expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(out[key], before[key], atol=1e-3)  # the update is not negligible
 
 
 def test_server_learning_rate_must_be_positive_and_step_the_adapter():

@@ -129,20 +129,38 @@ def test_nan_update_is_rejected_before_clipping_and_updates_are_clipped():
     assert PRIVACY_KEYS <= set(record) and record["rounds"] == 1 and record["sampling"] == "all"
 
 
-def test_server_learning_rate_scales_the_noisy_mean_after_it_is_released():
-    initial = make_adapter(rank=4, seed=5, zero_b=True)
-    outputs = []
+def test_server_learning_rate_scales_the_accounted_release_and_nothing_else():
+    """η acts after the Gaussian mechanism: the accountant is fed the calibrated σ, q and rounds
+    (ε recomputed here from them), the released mean is the clipped mean plus noise of std σ·S/m,
+    and η only multiplies that release. Applying η before the noise, or letting it change the
+    calibration, the clipping or the noise scale, breaks one of these."""
+    initial = make_adapter(rank=8, dim_in=64, dim_out=64, layers=2, seed=5, zero_b=True)
+    S, rounds = 0.5, 3
+    released = {}
     for eta in (1.0, 2.5):
-        strategy = _dp(FedAvgLora(server_learning_rate=eta, **COMMON), noise_multiplier=1.0)
+        strategy = _dp(FedAvgLora(server_learning_rate=eta, **COMMON), clipping_norm=S, noise_multiplier=None,
+                       target_epsilon=4.0, num_rounds=rounds, sampling="all", population=2)
         msgs = _configure(strategy, [1, 2], initial)
-        replies = [make_reply(msgs[n], {k: v + 0.01 * n for k, v in instruction_arrays(msgs[n]).items()}) for n in msgs]
+        sent = {n: instruction_arrays(msgs[n]) for n in msgs}
+        updates = {n: {k: np.full(v.shape, 0.01 * n, dtype=np.float32) for k, v in sent[n].items()} for n in msgs}
+        replies = [make_reply(msgs[n], {k: sent[n][k] + updates[n][k] for k in sent[n]}) for n in msgs]
         arrays, _ = strategy.aggregate_train(1, replies)
-        outputs.append((decode_record(arrays), strategy.privacy_records[1]["epsilon"]))
-    (plain, eps_plain), (stepped, eps_stepped) = outputs
-    for key in initial:  # same seed, same noise: the clipped noisy mean is only scaled
-        np.testing.assert_allclose(stepped[key].astype(np.float64) - initial[key],
-                                   2.5 * (plain[key].astype(np.float64) - initial[key]), rtol=1e-5, atol=1e-6)
-    assert eps_stepped == eps_plain  # post-processing: the accounting does not change
+        record = strategy.privacy_records[1]
+        sigma = strategy.noise_multiplier
+        assert (record["noise_multiplier"], record["sample_rate"], record["rounds"]) == (sigma, 1.0, 1)
+        assert record["clipping_norm"] == S
+        assert record["epsilon"] == pytest.approx(
+            client_level_epsilon(noise_multiplier=sigma, sample_rate=1.0, rounds=1, delta=1e-5, sampling="all"))
+        assert strategy.accountant.epsilon(rounds) <= 4.0
+        clipped = [clip_update({k: u.astype(np.float64) for k, u in updates[n].items()}, S)[0] for n in msgs]
+        step = {k: decode_record(arrays)[k].astype(np.float64) - initial[k] for k in initial}
+        noise = np.concatenate([(step[k] / eta - (clipped[0][k] + clipped[1][k]) / 2).ravel() for k in initial])
+        assert noise.std() == pytest.approx(sigma * S / 2, rel=0.05)  # σ·S on the sum, m = 2
+        released[eta] = (sigma, step)
+    (sigma_1, step_1), (sigma_eta, step_eta) = released[1.0], released[2.5]
+    assert sigma_eta == sigma_1  # the calibration does not see η
+    for key in initial:  # same seed, same noise draw: the release is only scaled
+        np.testing.assert_allclose(step_eta[key], 2.5 * step_1[key], rtol=1e-5, atol=1e-7)
 
 
 def test_noise_has_std_sigma_S_over_expected_clients_even_with_no_client():
