@@ -1,6 +1,6 @@
 """The server's step on the averaged update (`server-learning-rate`) reaches the strategy the run
 builds, and compare_strategies gives it to the DP rows only. What it does to the aggregate is
-tested with the strategies (test_strategies_aggregation, test_client_dp)."""
+tested with the strategies (tests/strategies/test_aggregation.py, test_client_dp.py)."""
 
 from __future__ import annotations
 
