@@ -1,4 +1,5 @@
-"""Client-side personalization helpers: split, shared seeded A, rank pad/truncate, config plan."""
+"""fedpriv.adapter_parts, the LoRA pieces of each personalization mode: key roles, split and merge,
+the shared seeded A, rank pad/truncate, the strategy's config plan."""
 
 from __future__ import annotations
 

@@ -1,22 +1,13 @@
-"""The server's step on the averaged update (`server-learning-rate`) reaches the strategy the run
-builds, and compare_strategies gives it to the DP rows only. What it does to the aggregate is
-tested with the strategies (tests/strategies/test_aggregation.py, test_client_dp.py)."""
+"""compare_strategies gives the server's step on the averaged update (`dp_server_learning_rate`)
+to the DP rows only. That the run config reaches the strategy is tested in
+tests/server/test_server_app.py; what the step does to the aggregate in tests/strategies/test_base.py
+and test_client_dp.py."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from fedpriv.config import RunConfig
-from server.server_app import make_strategy
 from simulations.studies import compare_strategies as cs
-
-
-def test_the_run_config_reaches_the_strategy_with_and_without_client_dp():
-    plain = make_strategy(RunConfig(strategy="fedavg", dp="none", server_learning_rate=2.5).validated(), 4)
-    assert plain.server_learning_rate == 2.5
-    wrapped = make_strategy(RunConfig(strategy="ffa", dp="client", server_learning_rate=2.5).validated(), 4)
-    assert wrapped.strategy.server_learning_rate == 2.5  # ClientLevelDP applies through its inner strategy
-    assert make_strategy(RunConfig(strategy="fedavg", dp="none").validated(), 4).server_learning_rate == 1.0
 
 
 def test_compare_strategies_steps_the_dp_rows_only(tmp_path):
