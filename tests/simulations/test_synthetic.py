@@ -10,19 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.synthetic import (
-    DEFAULT_NUM_CLIENTS,
-    PII_TYPES,
-    PROFILES,
-    SPECIALTY_NAMES,
-    client_ids,
-    generate_federation,
-    generate_federation_records,
-    public_corpus,
-    public_split,
-    read_federation,
-    write_federation,
-)
+from simulations.synthetic import DEFAULT_NUM_CLIENTS, PII_TYPES, PROFILES, SPECIALTY_NAMES, client_ids, generate_federation, generate_federation_records, public_corpus, public_split, read_federation, write_federation
 
 
 def _words(texts: list[str]) -> Counter[str]:

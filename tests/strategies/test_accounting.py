@@ -9,11 +9,7 @@ from dp_accounting.privacy_accountant import NeighboringRelation
 from dp_accounting.rdp.rdp_privacy_accountant import RdpAccountant
 
 from fedpriv.errors import ConfigError
-from strategies.accounting import (
-    ClientLevelAccountant,
-    calibrate_noise_multiplier,
-    client_level_epsilon,
-)
+from strategies.accounting import ClientLevelAccountant, calibrate_noise_multiplier, client_level_epsilon
 
 PRIVACY_KEYS = {"epsilon", "delta", "noise_multiplier", "sample_rate", "rounds", "sampling"}
 

@@ -15,14 +15,7 @@ from strategies.fedavg import FedAvgLora
 from strategies.fedsa import FedSALora
 from strategies.ffa import FFALora
 from strategies.registry import build_strategy
-from tests.fakes import (
-    ONE_NODE,
-    FakeGrid,
-    configure_by_node,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-)
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, instruction_arrays, make_adapter, make_reply
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

@@ -8,23 +8,14 @@ from flwr.app import ConfigRecord
 
 from fedpriv.adapter_parts import lora_role
 from fedpriv.errors import ConfigError
-from strategies.accounting import (
-    client_level_epsilon,
-)
+from strategies.accounting import client_level_epsilon
 from strategies.base import decode_record, to_array_record
 from strategies.client_dp import ClientLevelDP
 from strategies.fedavg import FedAvgLora
 from strategies.ffa import FFALora
 from strategies.hetlora import HetLora
 from strategies.robust import clip_update
-from tests.fakes import (
-    ONE_NODE,
-    FakeGrid,
-    configure_by_node,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-)
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, instruction_arrays, make_adapter, make_reply
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

@@ -7,15 +7,7 @@ import pytest
 
 from strategies.base import decode_record
 from strategies.fedavg import FedAvgLora
-from tests.fakes import (
-    ONE_NODE,
-    configure_by_node,
-    instruction_arrays,
-    lora_pairs,
-    make_adapter,
-    make_reply,
-    perturbed,
-)
+from tests.fakes import ONE_NODE, configure_by_node, instruction_arrays, lora_pairs, make_adapter, make_reply, perturbed
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

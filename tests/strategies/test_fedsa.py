@@ -9,15 +9,7 @@ from flwr.app import ConfigRecord
 from fedpriv.adapter_parts import lora_role
 from strategies.base import decode_record, to_array_record
 from strategies.fedsa import FedSALora
-from tests.fakes import (
-    ONE_NODE,
-    FakeGrid,
-    configure_by_node,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-    perturbed,
-)
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, instruction_arrays, make_adapter, make_reply, perturbed
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

@@ -8,13 +8,7 @@ import pytest
 from fedpriv.adapter_parts import lora_role, shared_lora_A_init
 from strategies.base import decode_record, to_array_record
 from strategies.ffa import FFALora
-from tests.fakes import (
-    ONE_NODE,
-    configure_by_node,
-    lora_pairs,
-    make_adapter,
-    make_reply,
-)
+from tests.fakes import ONE_NODE, configure_by_node, lora_pairs, make_adapter, make_reply
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

@@ -10,16 +10,7 @@ from fedpriv.adapter_parts import lora_role
 from fedpriv.errors import ConfigError
 from strategies.base import decode_record, to_array_record
 from strategies.hetlora import HetLora, flexlora_factors
-from tests.fakes import (
-    ONE_NODE,
-    FakeGrid,
-    configure_by_node,
-    instruction_arrays,
-    lora_pairs,
-    make_adapter,
-    make_reply,
-    perturbed,
-)
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, instruction_arrays, lora_pairs, make_adapter, make_reply, perturbed
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

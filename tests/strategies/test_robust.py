@@ -9,13 +9,7 @@ from fedpriv.errors import ConfigError
 from strategies.base import decode_record
 from strategies.fedavg import FedAvgLora
 from strategies.registry import build_strategy
-from tests.fakes import (
-    ONE_NODE,
-    configure_by_node,
-    make_adapter,
-    make_reply,
-    perturbed,
-)
+from tests.fakes import ONE_NODE, configure_by_node, make_adapter, make_reply, perturbed
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 

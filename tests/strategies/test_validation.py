@@ -7,29 +7,12 @@ import io
 
 import numpy as np
 import pytest
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Error,
-    Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
-)
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
 
 from strategies.base import decode_record
 from strategies.fedavg import FedAvgLora
 from strategies.validation import ValidationPolicy, check_arrays, template_of
-from tests.fakes import (
-    ONE_NODE,
-    FakeGrid,
-    configure_by_node,
-    default_metrics,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-)
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, default_metrics, instruction_arrays, make_adapter, make_reply
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 
