@@ -1,10 +1,11 @@
-"""What left the devices: every field of every reply the server received, and the mechanism covering it.
+"""What left the devices: every field of every accepted reply, and the mechanism covering it.
 
 The server records, per message type, each field replies carried and the mechanism the device
-declared for it (metrics.json "released"; declarations from `fedpriv.released`). Under DP, a
-field covered by nothing ("none") or not declared at all is a failure: it is a channel around ε.
-Client-level DP without secure aggregation is central DP: the server sees each clipped update in
-the clear, which the audit notes, since that trusts the server.
+declared for it (metrics.json "released"; the vocabulary is `fedpriv.released.MECHANISMS`). Under
+DP, a field covered by nothing ("none") or not declared at all is a failure: a channel around ε.
+Fields declared "public" (the dataset size among them) are listed as not covered by ε. Client-level
+DP without secure aggregation is central DP: the server sees each clipped update in the clear,
+which the audit notes, since that trusts the server.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audit.checks import FAIL, SKIPPED, Check, Finding, verdict
-
-UNCOVERED = ("none", "undeclared")
+from fedpriv.released import MECHANISMS, UNCOVERED
 
 
 def audit_released(metrics: Mapping[str, Any]) -> Check:
@@ -26,14 +26,19 @@ def audit_released(metrics: Mapping[str, Any]) -> Check:
     rows = []
     for message_type, fields in sorted(released.items()):
         for name, info in sorted(fields.items()):
-            mechanism = str(info.get("mechanism", "undeclared"))
-            rows.append({"message": message_type, "field": name, "mechanism": mechanism, "replies": info.get("replies", 0)})
-            if mode != "none" and mechanism in UNCOVERED:
-                findings.append(Finding(FAIL, f"{message_type}:{name}", f"left the devices under DP mode {mode!r} with no mechanism covering it ({mechanism})"))
+            mechanisms: dict[str, int] = dict(info.get("mechanisms", {}))
+            rows.append({"message": message_type, "field": name, "mechanisms": mechanisms,
+                         "covers": "; ".join(MECHANISMS.get(m, m) for m in mechanisms)})
+            uncovered = {m: n for m, n in mechanisms.items() if m in UNCOVERED}
+            if mode != "none" and uncovered:
+                findings.append(Finding(FAIL, f"{message_type}:{name}", f"left the devices under DP mode {mode!r} with no mechanism "
+                                                                         f"covering it ({', '.join(f'{m} in {n} replies' for m, n in uncovered.items())})"))
+            elif mode != "none" and "public" in mechanisms:
+                findings.append(Finding("note", f"{message_type}:{name}", "declared public: released as is, not covered by ε"))
     config = metrics.get("config", {})
     if mode in ("client", "both") and not config.get("secure_aggregation"):
         findings.append(Finding("note", "arrays", "client-level DP without secure aggregation: the server sees each device's "
-                                                   "clipped update before adding noise (central DP, the server is trusted)"))
-    covered = sum(r["mechanism"] not in UNCOVERED for r in rows)
-    summary = f"{len(rows)} field(s) released under DP mode {mode}: {covered} covered, {len(rows) - covered} not"
+                                                   "clipped update before adding noise (central DP: the server is trusted)"))
+    not_covered = sum(1 for r in rows if any(m in UNCOVERED for m in r["mechanisms"]))
+    summary = f"{len(rows)} field(s) left the devices under DP mode {mode}: {len(rows) - not_covered} declared with a mechanism, {not_covered} not"
     return Check("released", verdict(findings), summary, {"mode": mode, "fields": rows}, findings)

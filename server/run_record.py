@@ -92,6 +92,8 @@ class RunRecord:
     initial_evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)  # client -> metrics of round 0
     identify: dict[int, dict[str, Any]] = field(default_factory=dict)  # round the server (re)started at -> summary
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    # phase -> field -> {"mechanisms": {declared mechanism: replies}}: everything that left the devices
+    released: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _client(self, server_round: int, client_id: str) -> dict[str, Any]:
@@ -114,12 +116,15 @@ class RunRecord:
         failures = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.failed]
         rejected = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.rejected]
         if phase == "identify":  # before the first round of this server process: who is which client
+            for accepted in report.accepted:
+                self._add_released(phase, accepted.released)
             self.identify[server_round] = {"replies": summary, "dropouts": dropouts, "failures": failures, "rejected": rejected}
             if server_round == 0:  # the initial adapter, evaluated on every device before round 1
                 for accepted in report.accepted:
                     self.initial_evaluation[accepted.client_id] = {k: accepted.metrics[k] for k in EVAL_KEYS if k in accepted.metrics}
             return
         for accepted in report.accepted:
+            self._add_released(phase, accepted.released)
             metrics = accepted.metrics
             entry = self._client(server_round, accepted.client_id)
             if phase == "train":
@@ -142,6 +147,12 @@ class RunRecord:
             self.rejections.setdefault(server_round, []).extend(rejected)
         self.dropouts.setdefault(server_round, {})[phase] = dropouts
         self.replies.setdefault(server_round, {})[phase] = summary
+
+    def _add_released(self, phase: str, fields: dict[str, str]) -> None:
+        seen = self.released.setdefault(phase, {})
+        for name, mechanism in fields.items():
+            counts = seen.setdefault(name, {"mechanisms": {}})["mechanisms"]
+            counts[mechanism] = counts.get(mechanism, 0) + 1
 
     # ---- metrics.json --------------------------------------------------------------------------
 
@@ -175,6 +186,7 @@ class RunRecord:
             "privacy": privacy,
             "initial_evaluation": {cid: self.initial_evaluation[cid] for cid in sorted(self.initial_evaluation)},
             "identify": {str(r): self.identify[r] for r in sorted(self.identify)},
+            "released": {phase: {name: self.released[phase][name] for name in sorted(self.released[phase])} for phase in sorted(self.released)},
             **({"resumes": self.resumes} if self.resumes else {}),
             **self.extra,
         }
@@ -197,7 +209,9 @@ class RunRecord:
         record.initial_evaluation = {cid: dict(v) for cid, v in data.get("initial_evaluation", {}).items()}
         record.identify = {int(r): dict(v) for r, v in data.get("identify", {}).items()}
         record.resumes = list(data.get("resumes", []))
-        known = {"config", "rounds", "privacy", "initial_evaluation", "identify", "resumes"}
+        record.released = {phase: {name: {"mechanisms": dict(v["mechanisms"])} for name, v in fields.items()}
+                           for phase, fields in data.get("released", {}).items()}
+        known = {"config", "rounds", "privacy", "initial_evaluation", "identify", "resumes", "released"}
         record.extra = {k: v for k, v in data.items() if k not in known}
         return record
 

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 
+from fedpriv.released import released_fields
+
 NUMPY_STYPE = "numpy.ndarray"
 MAX_CLIENT_ID = 256  # characters
 ERROR_REPLY = "error reply"  # how the reason of a rejected error reply (a failed device) starts
@@ -340,6 +342,7 @@ class AcceptedReply:
     client_id: str
     metrics: dict[str, Any]
     upload_bytes: int = 0
+    released: dict[str, str] = field(default_factory=dict)  # every field of the reply -> its declared mechanism
 
 
 @dataclass
@@ -364,7 +367,8 @@ class PhaseReport:
         for reply in valid:
             arrays = reply.message.content.get(arrays_key)
             size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
-            self.accepted.append(AcceptedReply(reply.node_id, reply.client_id, dict(reply.metrics), size))
+            self.accepted.append(AcceptedReply(reply.node_id, reply.client_id, dict(reply.metrics), size,
+                                               released_fields(reply.message.content)))
         self.rejected.extend(rejected)
         self.failed.extend(failed)
 
