@@ -48,6 +48,7 @@ STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
 # Which DP a profile gets by default: a hospital protects each patient record (record-level);
 # a phone fleet protects each user, i.e. the whole device (client-level DP-FedAvg).
 DEFAULT_DP = {"hospital": "record", "phone": "client"}
+NOISE_CHOICES = ("auto", "secure", "seeded")
 DEFAULT_MODEL = "default"  # the small Llama shipped in fedpriv/assets/default-model
 
 
@@ -105,6 +106,10 @@ class RunConfig:
     grad_sample_mode: str = "hooks"
     dp_step_size: str = "capped"  # DP_STEP_SIZES: the step shrinks with the noise and the steps (see client.dp_training)
     dp_scope: str = "all"  # DP_SCOPES: does ε also cover the on-device personalization (all) or only uploads
+    # where DP noise comes from (fedpriv.noise): secure (a CSPRNG keyed from the OS) or seeded
+    # (reproducible); auto = seeded under `fedpriv simulate`, secure under `flwr run`
+    noise: str = "auto"
+    canaries: int = 0  # audit: one-run canaries written into the devices' data (simulations.canaries)
     # bookkeeping
     seed: int = 0
     out: str = ""
@@ -211,6 +216,9 @@ class RunConfig:
             raise ConfigError("dp-step-size", f"must be one of {', '.join(DP_STEP_SIZES)}, got {self.dp_step_size!r}")
         if self.dp_scope not in DP_SCOPES:
             raise ConfigError("dp-scope", f"must be one of {', '.join(DP_SCOPES)}, got {self.dp_scope!r}")
+        if self.noise not in NOISE_CHOICES:
+            raise ConfigError("noise", f"must be one of {', '.join(NOISE_CHOICES)}, got {self.noise!r}")
+        _positive("canaries", self.canaries, allow_zero=True)
         if self.dp not in DP_MODES:
             raise ConfigError("dp", f"must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
         if self.strategy not in STRATEGIES:

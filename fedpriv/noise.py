@@ -31,16 +31,17 @@ class NoiseSource(Protocol):
 
 
 class SeededNoise:
-    """numpy's PCG64 from a seed: the same seed gives the same noise (simulations, tests)."""
+    """numpy's PCG64 from a seed (or a generator the caller also draws from): the same seed gives
+    the same noise (simulations, tests)."""
 
     cryptographic = False
 
-    def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, seed: int | None = None, rng: np.random.Generator | None = None) -> None:
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.name = f"seeded numpy PCG64 (seed {seed}): reproducible, not cryptographic"
 
     def normal(self, shape: tuple[int, ...], std: float) -> np.ndarray:
-        return self._rng.normal(0.0, std, size=shape)
+        return self.rng.normal(0.0, std, size=shape)
 
 
 class SecureNoise:
@@ -57,6 +58,10 @@ class SecureNoise:
             raise ValueError("a ChaCha20 key has 32 bytes")
         # 16-byte nonce = 4-byte block counter (0) + 12 random bytes; one stream per source.
         self._stream = Cipher(algorithms.ChaCha20(key, bytes(4) + os.urandom(12)), mode=None).encryptor()
+
+    def random(self, count: int) -> np.ndarray:
+        """Alias of `uniform`, numpy Generator style (Poisson sampling draws with it)."""
+        return self.uniform(count)
 
     def uniform(self, count: int) -> np.ndarray:
         """`count` doubles uniform on (0, 1): 53 random bits each, never exactly 0."""

@@ -102,6 +102,7 @@ def make_strategy(config: RunConfig, num_clients: int) -> Strategy:
                 "dp-population": num_clients,
                 "num-rounds": config.rounds,
                 "dp-seed": config.seed,
+                "dp-noise-source": "secure" if config.noise == "secure" else "seeded",
             }
         )
         if config.client_target_epsilon > 0:
@@ -203,6 +204,8 @@ def main(grid: Grid, context: Context) -> None:
         raise ConfigError("resume", "name the run to continue: --run-config \"resume=true out='RUN_DIR'\"")
     if not config.out:
         config.out = str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if config.noise == "auto":
+        config.noise = "secure"  # a deployment draws its DP noise from a CSPRNG keyed from the OS
     if not config.data_dir:
         raise ValueError("run config data-dir is required for `flwr run` (write synthetic data with `fedpriv data --out DIR`)")
     run_federation(grid, config.validated())

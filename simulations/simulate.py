@@ -29,6 +29,8 @@ def prepare_run(config: RunConfig) -> RunConfig:
     out.mkdir(parents=True, exist_ok=True)
     config.out = str(out)
     config.state_dir = config.state_dir or str(out / "devices")
+    if config.noise == "auto":
+        config.noise = "seeded"  # a simulation is reproducible from its seed; --noise secure for a CSPRNG
     if config.data_dir:
         counts = validate_data_dir(Path(config.data_dir))  # fail on a bad line before Ray starts
         if config.num_clients is not None and config.num_clients != len(counts):
@@ -41,7 +43,22 @@ def prepare_run(config: RunConfig) -> RunConfig:
         federation = generate_federation(config.profile, config.num_clients, config.records_per_client, config.seed)
         write_federation(out / "data", federation)
         config.data_dir = str(out / "data")
+    if config.canaries:
+        _write_canaries(config, out)
     return config.validated()
+
+
+def _write_canaries(config: RunConfig, out: Path) -> None:
+    """Rewrite the run's data with audit canaries in it (logged in RUN_DIR/canaries.json); the
+    user's own data folder is copied into RUN_DIR/data first, never edited."""
+    from simulations.canaries import insert_canaries, plan_canaries, save_canaries
+    from simulations.synthetic import read_federation, write_federation
+
+    federation = read_federation(Path(config.data_dir))
+    canaries = plan_canaries(sorted(federation), config.canaries, config.seed)
+    write_federation(out / "data", insert_canaries(federation, canaries, config.eval_fraction, config.seed))
+    save_canaries(out, canaries, config.seed)
+    config.data_dir = str(out / "data")
 
 
 def resume_config(run_dir: Path) -> RunConfig:

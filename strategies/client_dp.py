@@ -47,6 +47,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.errors import ConfigError
+from fedpriv.noise import NOISE_SOURCES, SECURE, SEEDED, SecureNoise, SeededNoise
 from strategies.accounting import (
     DEFAULT_DISCRETIZATION,
     SAMPLING_MODES,
@@ -84,6 +85,10 @@ class ClientLevelDP(Strategy):
         Stop training (send no more train instructions) once the next round would exceed it.
     seed : int | None
         Seed of the sampling and noise generator (None: fresh OS entropy).
+    noise_source : "seeded" | "secure"
+        ``seeded``: sampling and noise from numpy's PCG64 at ``seed`` (reproducible simulations);
+        ``secure``: from a ChaCha20 CSPRNG keyed from the OS (`fedpriv.noise.SecureNoise`), for
+        deployments. Recorded in the privacy record.
     """
 
     # pylint: disable=too-many-arguments,too-many-instance-attributes
@@ -104,6 +109,7 @@ class ClientLevelDP(Strategy):
         seed: int | None = None,
         value_discretization_interval: float = DEFAULT_DISCRETIZATION,
         secure_aggregation: bool = False,
+        noise_source: str = SEEDED,
     ) -> None:
         super().__init__()
         if not isinstance(strategy, LoraStrategy):
@@ -156,7 +162,12 @@ class ClientLevelDP(Strategy):
         self.population = population
         self.max_epsilon = max_epsilon
         self.value_discretization_interval = value_discretization_interval
+        if noise_source not in NOISE_SOURCES:
+            raise ConfigError("dp-noise-source", f"must be one of {', '.join(NOISE_SOURCES)}, got {noise_source!r}")
         self._rng = np.random.default_rng(seed)
+        # Seeded: sampling and noise share one generator (reproducible). Secure: both from the CSPRNG.
+        self.noise = SecureNoise() if noise_source == SECURE else SeededNoise(seed, rng=self._rng)
+        self.sampler = self.noise if noise_source == SECURE else self._rng
         self.accountant: ClientLevelAccountant | None = None
         self.expected_clients: float | None = None
         self.privacy_records: dict[int, dict[str, Any]] = {}
@@ -212,16 +223,20 @@ class ClientLevelDP(Strategy):
             record["planned_rounds"] = int(self.num_rounds)
             record["planned_epsilon"] = self.accountant.epsilon(int(self.num_rounds))
         record["clipping_norm"] = self.clipping_norm
+        record["noise_source"] = self.noise.name
         return record
 
     def sample_nodes(self, nodes: list[int]) -> list[int]:
         if self.sampling == "all":
             return list(nodes)
         if self.sampling == "poisson":
-            keep = self._rng.random(len(nodes)) < self.sample_rate
+            keep = self.sampler.random(len(nodes)) < self.sample_rate
             return [n for n, k in zip(nodes, keep, strict=True) if k]
         size = int(self.expected_clients)
-        return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+        if self.sampler is self._rng:
+            return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+        order = np.argsort(self.sampler.random(len(nodes)))  # a uniformly random subset of `size` nodes
+        return sorted(int(nodes[i]) for i in order[:size])
 
     # ------------------------------------------------------------------------------------------
     # Strategy API
@@ -268,7 +283,7 @@ class ClientLevelDP(Strategy):
                 total[key] += value
         std = float(self.noise_multiplier) * S
         for key, value in total.items():
-            value += self._rng.normal(0.0, std, size=value.shape)
+            value += self.noise.normal(value.shape, std)
         mean = {k: v / self.expected_clients for k, v in total.items()}
         new_global = self.strategy.apply_update(state, mean)
         self.accountant.step()

@@ -89,6 +89,7 @@ DP_OPTIONS: dict[str, str] = {
     "dp_population": "population",
     "dp_max_epsilon": "max_epsilon",
     "dp_seed": "seed",
+    "dp_noise_source": "noise_source",
 }
 _MAP_OPTIONS = {"hetlora_client_ranks", "hetlora_profile_ranks", "hetlora_node_profiles"}
 

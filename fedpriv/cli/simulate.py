@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, NOISE_CHOICES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     help=DP_STEP_HELP)
     dp.add_argument("--dp-scope", choices=DP_SCOPES, default=defaults.dp_scope, help=DP_SCOPE_HELP)
     dp.add_argument("--grad-sample-mode", choices=GRAD_SAMPLE_MODES, default=defaults.grad_sample_mode, help="Opacus per-sample gradient mode")
+    dp.add_argument("--noise", choices=NOISE_CHOICES, default=defaults.noise,
+                    help="where DP noise comes from: seeded (reproducible from --seed; auto in a simulation) or secure (a CSPRNG keyed from the OS)")
+    audit = sim.add_argument_group("audit (fedpriv audit RUN_DIR)")
+    audit.add_argument("--canaries", type=int, default=defaults.canaries, metavar="M",
+                       help="write M one-run canaries (each in training with probability 1/2) and secret canaries into the devices' data")
     run = sim.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--out", default="", help="run directory (default: runs/<timestamp>-<profile>); must not exist or be empty")
@@ -129,6 +134,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         grad_sample_mode=args.grad_sample_mode,
         dp_step_size=args.dp_step_size,
         dp_scope=args.dp_scope,
+        noise=args.noise,
+        canaries=args.canaries,
         seed=args.seed,
         out=args.out,
     )
