@@ -138,7 +138,7 @@ def load_or_create_key(path: str | Path) -> bytes:
     """Read a Fernet key file, creating it (0600, never overwriting) when it does not exist."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         key = path.read_bytes().strip()
         try:
@@ -172,7 +172,7 @@ class EncryptedVault:
     def save(self, session: ConversationSession) -> None:
         token = self._fernet.encrypt(json.dumps(session.to_dict(), ensure_ascii=False).encode("utf-8"))
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(token)

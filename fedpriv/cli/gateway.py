@@ -230,7 +230,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         print(f"fedpriv ask: error: {where}: {message}" if kind == "error" else f"fedpriv ask: {where}: {kind}: {message}", file=sys.stderr)
 
     with open_input(args.input) as fin, open_output(args.output, args.input) as fout:
-        counts = ask_lines(fin, fout, gateway, name, report)
+        counts = ask_lines(fin, fout, gateway, report)
     print(f"fedpriv ask: {counts}", file=sys.stderr)
     return 1 if counts.failed else 0
 

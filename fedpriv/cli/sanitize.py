@@ -58,7 +58,7 @@ def run_sanitize(args: argparse.Namespace) -> int:
         print(f"fedpriv sanitize: {source}:{lineno}: {kind}: {message}", file=sys.stderr)
 
     with open_input(args.input) as fin, open_output(args.output, args.input) as fout:
-        n_ok, n_bad = sanitize_lines(fin, fout, sanitizer, source, report, vault)
+        n_ok, n_bad = sanitize_lines(fin, fout, sanitizer, report, vault)
     if n_bad:
         print(f"fedpriv sanitize: {n_ok} line(s) sanitized, {n_bad} line(s) with errors", file=sys.stderr)
         return 1

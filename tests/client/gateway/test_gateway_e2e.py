@@ -132,6 +132,20 @@ def test_batch_end_to_end_nothing_identifying_leaves(tmp_path, capsys, real_sani
         assert "line 2" in capsys.readouterr().err, kind
 
 
+def test_batch_invalid_utf8_line_is_reported_and_the_others_are_sent(tmp_path, capsys, real_sanitizer):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(json.dumps(RECORDS[0]).encode() + b"\n" + b'{"id": "bad", "text": "\xc3\x28"}\n' + json.dumps(RECORDS[2]).encode() + b"\n")
+    with FakeCloud() as cloud:
+        rc = _ask("--input", str(src), "--output", str(out), "--route", "cloud", "--cloud-url", cloud.url,
+                  "--state-dir", str(tmp_path / "gw"), "--timeout", "5", "--max-retries", "0")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "in.jsonl:2: not valid UTF-8" in err and "Traceback" not in err
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == ["r1", 3]
+    assert len(cloud.requests) == 2
+    assert_nothing_identifying(cloud)
+
+
 def test_single_prompt_shows_restored_answer_and_route(tmp_path, capsys, real_sanitizer):
     with FakeCloud() as cloud:
         rc = _ask(RECORDS[0]["text"], "--route", "cloud", "--cloud-url", cloud.url, "--state-dir", str(tmp_path / "gw"),
