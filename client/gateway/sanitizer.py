@@ -31,9 +31,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 from client.gateway import abstraction
+from client.gateway.normalize import normalize
 from client.gateway.config import GatewayConfig, load_config
 from client.gateway.recognizers import build_registry
 from client.gateway.recognizers.common import STATE_CODE_RE, STATE_NAME_RE, is_common_word
@@ -61,10 +63,25 @@ BASE_MISS_RATE = 0.005
 DEFAULT_RISK_THRESHOLD = 0.2
 
 _STATE_AFTER = re.compile(r"\s*,\s*(?:" + STATE_CODE_RE + r"|" + STATE_NAME_RE + r")\b")
+_YEAR_GROUP = re.compile(r"(?:19|20)\d\d")
+
+
+def _not_years(run: str) -> bool:
+    groups = re.findall(r"\d+", run)
+    return sum(len(g) for g in groups) >= 7 and not all(_YEAR_GROUP.fullmatch(g) for g in groups)
+
+
+def _iban_valid(candidate: str) -> bool:
+    from client.gateway.recognizers.ids import iban_ok
+
+    return iban_ok(candidate)
+
+
 _VERIFY_PATTERNS = [
-    ("EMAIL", re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
-    ("SSN", re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")),
-    ("DIGITS", re.compile(r"\d(?:[ -]?\d){6,}")),
+    ("EMAIL", re.compile(r"[\w.+'-]+\s?@\s?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), None),
+    ("SSN", re.compile(r"(?<![\d])\d{3}\s?[-/. ]?\s?\d{2}\s?[-/. ]?\s?\d{4}(?!\d)"), None),
+    ("DIGITS", re.compile(r"\d(?:[ ./()-]{0,2}\d){6,}"), _not_years),
+    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), _iban_valid),
 ]
 _RISK_PATTERNS = [
     # leftover numbers that are not years, ages bands or small quantities
@@ -144,7 +161,7 @@ class PromptSanitizer:
         self.analyzer = build_analyzer(self.config)
         self.max_chars = self.config.max_chars
         self._allow = list(self.config.allow_list)
-        self._known_cache: dict[int, tuple[int, re.Pattern | None, dict[str, str]]] = {}
+        self._known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> _KnownTerms
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -203,43 +220,45 @@ class PromptSanitizer:
 
     # ------------------------------------------------------------------ detection
     def _detect(self, text: str, session: PlaceholderSession | None) -> list[_Span]:
+        """Detection runs on the normalized text (``normalize``); spans are mapped back to `text`."""
         if not text.strip():
             return []
-        results = self.analyzer.analyze(text=text, language="en", allow_list=self._allow or None)
-        raw = [_Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+        norm = normalize(text)
+        results = self.analyzer.analyze(text=norm.text, language="en", allow_list=self._allow or None)
+        raw = []
+        for r in results:
+            start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)
+            raw.append(_Span(r.entity_type, start, end, float(r.score)))
         raw.extend(self._known_mentions(text, session))
         return _merge(raw)
 
     def _known_mentions(self, text: str, session) -> list[_Span]:
-        """Names/places the conversation already mapped, and the parts of multi-word names."""
+        """Names/places the conversation already mapped, and the parts of multi-word names.
+
+        The session's originals are indexed incrementally by their first word (``_KnownTerms``),
+        so a prompt costs O(its words + the mappings new since the last prompt), whatever the
+        conversation's length."""
         if session is None or not hasattr(session, "originals"):
             return []
-        revision = getattr(session, "revision", None)
-        key = id(session)
         with self._lock:
-            cached = self._known_cache.get(key)
-        if cached is None or cached[0] != revision:
-            terms: dict[str, str] = {}
-            for etype in ("PERSON", "LOCATION", "FACILITY"):
-                for original in session.originals(etype):
-                    terms.setdefault(original, etype)
-                    if etype == "PERSON":
-                        for part in re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", original):
-                            if len(part) >= 3 and part[0].isupper() and not is_common_word(part):
-                                terms.setdefault(part, etype)
-            pattern = None
-            if terms:
-                alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-                pattern = re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)")
-            cached = (revision, pattern, terms)
-            with self._lock:
-                if len(self._known_cache) > 256:
-                    self._known_cache.clear()
-                self._known_cache[key] = cached
-        _, pattern, terms = cached
-        if pattern is None:
-            return []
-        return [_Span(terms[m.group()], m.start(), m.end(), 0.9) for m in pattern.finditer(text)]
+            try:
+                known = self._known.get(session)
+                if known is None:
+                    known = self._known[session] = _KnownTerms()
+            except TypeError:  # a session type that cannot be weakly referenced: index it afresh
+                known = _KnownTerms()
+        with known.lock:
+            if hasattr(session, "originals_since"):
+                new = session.originals_since(known.indexed)
+                known.indexed += len(new)
+            else:
+                new = [(t, o) for t in _KNOWN_TYPES for o in session.originals(t)]
+                known.indexed = 0
+                known.by_first.clear()
+            for etype, original in new:
+                if etype in _KNOWN_TYPES:
+                    known.add(original, etype)
+            return known.find(text)
 
     # ------------------------------------------------------------------ substitution
     def _substitute(self, text: str, spans: list[_Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
@@ -267,11 +286,58 @@ class PromptSanitizer:
 
     @staticmethod
     def _verify(sanitized: str) -> None:
-        masked = PLACEHOLDER_RE.sub(" ", sanitized)
-        for name, rx in _VERIFY_PATTERNS:
-            m = rx.search(masked)
-            if m:
-                raise SanitizationError(f"verification found a residual {name} after substitution; nothing may be sent")
+        """Detectors of its own over the NORMALIZED sanitized text: an e-mail address, an SSN-shaped
+        number, 7+ digits however separated (not a list of years), a valid IBAN. Finding one means
+        an identifier survived in a form the first pass did not see: fail closed."""
+        masked = PLACEHOLDER_RE.sub(" ", normalize(sanitized).text)
+        for name, rx, check in _VERIFY_PATTERNS:
+            for m in rx.finditer(masked):
+                if check is None or check(m.group()):
+                    raise SanitizationError(f"verification found a residual {name} after substitution; nothing may be sent")
+
+
+_KNOWN_TYPES = ("PERSON", "LOCATION", "FACILITY")
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+@dataclass
+class _KnownTerms:
+    """A conversation's mapped names and places, keyed by their first word."""
+
+    indexed: int = 0
+    by_first: dict[str, dict[str, str]] = field(default_factory=dict)  # first word -> {term: type}
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, original: str, etype: str) -> None:
+        self._add(original, etype)
+        if etype == "PERSON":  # "Zofia Wrona" -> also "Zofia" and "Wrona" alone
+            for part in _NAME_WORD.findall(original):
+                if len(part) >= 3 and part[0].isupper() and not is_common_word(part):
+                    self._add(part, etype)
+
+    def _add(self, term: str, etype: str) -> None:
+        first = _NAME_WORD.match(term)
+        if first is None:
+            return
+        self.by_first.setdefault(first.group(), {}).setdefault(term, etype)
+
+    def find(self, text: str) -> list[_Span]:
+        if not self.by_first:
+            return []
+        spans: list[_Span] = []
+        for m in _NAME_WORD.finditer(text):
+            terms = self.by_first.get(m.group())
+            if not terms or (m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")):
+                continue
+            best = None
+            for term, etype in terms.items():
+                end = m.start() + len(term)
+                if text.startswith(term, m.start()) and not (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+                    if best is None or end > best[1]:
+                        best = (etype, end)
+            if best is not None:
+                spans.append(_Span(best[0], m.start(), best[1], 0.9))
+        return spans
 
 
 def _merge(spans: list[_Span]) -> list[_Span]:

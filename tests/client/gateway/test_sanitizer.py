@@ -337,3 +337,54 @@ def test_leak_rule_itself():
     assert not leaked(spans[0], blanked, "Call [X] at [P].")
     assert leaked(spans[1], blanked, "Call [X] at 555 123 4567.")  # reformatting does not hide it
     assert not leaked(spans[1], blanked, "Call [X] at [P].")
+
+
+# ------------------------------------------------------------------------------- hostile forms (issue 21)
+
+HOSTILE = [
+    ("en dash", "My SSN is 219\u201309\u20139999, please fix it.", "9999"),
+    ("minus sign", "SSN 219\u221209\u22129999 on file.", "9999"),
+    ("non-breaking hyphen", "ssn: 219\u201109\u20119999", "9999"),
+    ("figure dash", "social security 219\u201209\u20129999", "9999"),
+    ("hyphen U+2010", "her SSN 219\u201009\u20109999 was stolen", "9999"),
+    ("slashes", "SSN 219/09/9999 is mine", "9999"),
+    ("spaced digits", "my ssn is 2 1 9 0 9 9 9 9 9 thanks", "9 9 9 9"),
+    ("full-width digits", "SSN \uff12\uff11\uff19-\uff10\uff19-\uff19\uff19\uff19\uff19", "\uff19\uff19\uff19\uff19"),
+    ("zero-width space", "SSN 219-09\u200b-9999", "9999"),
+    ("(dot) (at)", "write to jane (dot) doe (at) example (dot) com today", "doe"),
+    ("[at] [dot]", "mail: thorvald[at]mailbox[dot]org", "thorvald"),
+    ("spelled out", "email me at jane dot wrona at example dot com", "wrona"),
+]
+
+
+@pytest.mark.parametrize("kind,text,secret", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_forms_are_normalized_before_detection(sanitizer, kind, text, secret):
+    result = sanitizer.sanitize(text)
+    assert secret not in result.sanitized, result.sanitized
+    for e in result.entities:  # offsets point into what the user wrote
+        assert text[e.start : e.end] == e.text
+    assert result.entities
+
+
+def test_normalization_maps_offsets_back():
+    from client.gateway.normalize import normalize
+
+    text = "Amélie: 219\u201309\u20139999, jane (dot) doe (at) example (dot) com"
+    norm = normalize(text)
+    assert "219-09-9999" in norm.text and "jane.doe@example.com" in norm.text
+    s = norm.text.index("jane.doe@example.com")
+    start, end = norm.span(s, s + len("jane.doe@example.com"))
+    assert text[start:end] == "jane (dot) doe (at) example (dot) com"
+    s = norm.text.index("219-09-9999")
+    assert text[slice(*norm.span(s, s + 11))] == "219\u201309\u20139999"
+
+
+def test_verification_runs_its_own_detectors_on_normalized_text(sanitizer):
+    # an identifier the first pass did not claim (here: let through by an allow-list entry, which
+    # is matched on the normalized text) is still caught by the verification pass, in whatever
+    # Unicode form it is written
+    allowing = PromptSanitizer(config_from_dict({"detection": {"allow_list": ["219-09-9999", "t.v@example.org"]}}))
+    for text in ("SSN 219\u201309\u20139999", "mail t.v(at)example(dot)org"):
+        with pytest.raises(SanitizationError, match="verification"):
+            allowing.sanitize(text)
+    assert sanitizer.sanitize("Seen in 2019, 2020 and 2021; BP 142/91.").sanitized.endswith("BP 142/91.")
