@@ -13,9 +13,13 @@ Usage (router side)::
 
 Pipeline (all inside one try: any exception -> ``SanitizationError``, never partial output):
 
-1. Presidio ``AnalyzerEngine`` (blank spaCy tokenizer, no model download) runs the recognizer
-   families from ``client.gateway.recognizers`` (built once, in ``__init__``) plus the names and
-   places this conversation has already produced (the session's originals);
+1. the text is normalized (``normalize``: NFKC, dash/space variants, spelled-out separators) and,
+   when it is all lower case or all capitals, truecased (``grammar.truecase``); Presidio's
+   ``AnalyzerEngine`` (blank spaCy tokenizer, no model download) runs the recognizer families
+   from ``client.gateway.recognizers`` on it (built once, in ``__init__``); the span grammar
+   (``grammar.refine``) extends names over adjacent non-words, takes in house numbers, ages after
+   names and places of address blocks; spans are mapped back to the original text; the names and
+   places this conversation has already produced (the session's originals) are added;
 2. overlapping detections are merged into their union (a partial overlap never leaves a piece of
    an identifier behind); the merged span takes the type of its most confident member;
 3. quasi-identifiers are generalized (``abstraction``): ages -> bands, dates -> year, places ->
@@ -35,6 +39,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from client.gateway import abstraction
+from client.gateway.grammar import Span, refine, truecase
 from client.gateway.normalize import normalize
 from client.gateway.config import GatewayConfig, load_config
 from client.gateway.recognizers import build_registry
@@ -98,13 +103,6 @@ _KEYWORD_RISK = re.compile(
 )
 _KEYWORD_RISK_P = 0.1
 
-
-@dataclass(frozen=True)
-class _Span:
-    type: str
-    start: int
-    end: int
-    score: float
 
 
 class BlankSpacyNlpEngine:
@@ -219,20 +217,23 @@ class PromptSanitizer:
         return round(1.0 - keep, 4)
 
     # ------------------------------------------------------------------ detection
-    def _detect(self, text: str, session: PlaceholderSession | None) -> list[_Span]:
+    def _detect(self, text: str, session: PlaceholderSession | None) -> list[Span]:
         """Detection runs on the normalized text (``normalize``); spans are mapped back to `text`."""
         if not text.strip():
             return []
         norm = normalize(text)
-        results = self.analyzer.analyze(text=norm.text, language="en", allow_list=self._allow or None)
+        analyzed = truecase(norm.text)
+        results = self.analyzer.analyze(text=analyzed, language="en", allow_list=self._allow or None)
+        found = [Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+        found = _merge(refine(analyzed, _merge(found)))
         raw = []
-        for r in results:
+        for r in found:
             start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)
-            raw.append(_Span(r.entity_type, start, end, float(r.score)))
+            raw.append(Span(r.type, start, end, r.score))
         raw.extend(self._known_mentions(text, session))
         return _merge(raw)
 
-    def _known_mentions(self, text: str, session) -> list[_Span]:
+    def _known_mentions(self, text: str, session) -> list[Span]:
         """Names/places the conversation already mapped, and the parts of multi-word names.
 
         The session's originals are indexed incrementally by their first word (``_KnownTerms``),
@@ -261,7 +262,7 @@ class PromptSanitizer:
             return known.find(text)
 
     # ------------------------------------------------------------------ substitution
-    def _substitute(self, text: str, spans: list[_Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
+    def _substitute(self, text: str, spans: list[Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
         abst = self.config.abstraction
         pieces: list[str] = []
         entities: list[Entity] = []
@@ -321,10 +322,10 @@ class _KnownTerms:
             return
         self.by_first.setdefault(first.group(), {}).setdefault(term, etype)
 
-    def find(self, text: str) -> list[_Span]:
+    def find(self, text: str) -> list[Span]:
         if not self.by_first:
             return []
-        spans: list[_Span] = []
+        spans: list[Span] = []
         for m in _NAME_WORD.finditer(text):
             terms = self.by_first.get(m.group())
             if not terms or (m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")):
@@ -336,16 +337,16 @@ class _KnownTerms:
                     if best is None or end > best[1]:
                         best = (etype, end)
             if best is not None:
-                spans.append(_Span(best[0], m.start(), best[1], 0.9))
+                spans.append(Span(best[0], m.start(), best[1], 0.9))
         return spans
 
 
-def _merge(spans: list[_Span]) -> list[_Span]:
+def _merge(spans: list[Span]) -> list[Span]:
     """Union of overlapping spans; the union takes the type of its best member."""
     if not spans:
         return []
     spans = sorted(spans, key=lambda s: (s.start, -s.end))
-    merged: list[_Span] = []
+    merged: list[Span] = []
     group = [spans[0]]
     end = spans[0].end
     for span in spans[1:]:
@@ -359,7 +360,7 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     return merged
 
 
-def _collapse(group: list[_Span], end: int) -> _Span:
+def _collapse(group: list[Span], end: int) -> Span:
     start = group[0].start
     if len(group) == 1:
         return group[0]
@@ -370,7 +371,7 @@ def _collapse(group: list[_Span], end: int) -> _Span:
     covering = [s for s in group if s.start == start and s.end == end]
     if covering and best.type in ("AGE", "DATE") and best not in covering:
         etype = max(covering, key=lambda s: (s.score, _TYPE_PRIORITY.get(s.type, 3))).type
-    return _Span(etype, start, end, max(s.score for s in group))
+    return Span(etype, start, end, max(s.score for s in group))
 
 
 _default: PromptSanitizer | None = None

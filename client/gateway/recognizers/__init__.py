@@ -11,6 +11,7 @@ ids        EMAIL URL IP_ADDRESS PHONE FAX SSN CREDIT_CARD IBAN MRN HEALTH_PLAN A
 dates_ages DATE AGE
 addresses  ADDRESS LOCATION ZIP
 names      PERSON LOCATION FACILITY
+ner        PERSON LOCATION ADDRESS (a spaCy NER model, off unless configured)
 ========== ==========================================================================
 
 To add a family: write a module with ``recognizers(config)`` and add it to ``FAMILIES``.
@@ -57,6 +58,7 @@ FAMILIES: dict[str, str] = {
     "dates_ages": "client.gateway.recognizers.dates_ages",
     "addresses": "client.gateway.recognizers.addresses",
     "names": "client.gateway.recognizers.names",
+    "ner": "client.gateway.recognizers.ner",  # only with [detection] ner_model set
 }
 
 

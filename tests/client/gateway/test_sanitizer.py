@@ -304,13 +304,13 @@ _TEST_TEMPLATES = (
 
 
 def _test_prompts(n: int, seed: int):
-    from simulations.studies.sanitizer_eval.prompts import EvalGenerator, EvalPrompt, _Builder
+    from simulations.studies.sanitizer_eval.prompts import EvalGenerator, EvalPrompt, SpanBuilder
 
     gen = EvalGenerator(seed)
     rng = random.Random(seed)
     prompts = []
     for i in range(n):
-        b = _Builder()
+        b = SpanBuilder()
         gen._fill(b, rng.choice(_TEST_TEMPLATES))
         prompts.append(EvalPrompt(id=f"t{i}", kind="test", text=b.text(), spans=b.spans))
     return prompts

@@ -1,0 +1,161 @@
+"""Span grammar: what the detected spans imply about the words around them.
+
+The recognizers look at a prompt one pattern at a time; some identifiers only show once the
+others are known. ``refine(text, spans)`` runs after the union merge:
+
+* a name continues over the adjacent words that are not ordinary English words, in any case
+  ("[PERSON] vasquez", "ásthildur [PERSON]"): the surname or first name left next to a
+  placeholder is the failure this prevents;
+* a bare number after a name between commas is that person's age ("Walter Kask, 93, ..."), so it
+  is generalized like any age (over 89 -> "90 or older", as HIPAA Safe Harbor requires);
+* an address takes in its house number and the street name next to it, wherever the country puts
+  them ("Schulstrasse 59", "26 Xyz\\nApt. 324"), and a short line of names inside an address block
+  (between or next to lines holding a street or a postcode) is a place.
+
+``truecase(text)`` prepares all-lower-case and all-capitals prompts for detection: every word
+that is not an ordinary English word is capitalized (and sentence starts), so the name and address
+rules see "tell Ásthildur Giannotti ..." instead of "tell ásthildur giannotti ...". It changes no
+length, so offsets stay valid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from client.gateway.recognizers.common import NON_PII_CAPITALIZED, PERSON_CUES, TITLES, is_common_word
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str
+    start: int
+    end: int
+    score: float
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_AGE_AFTER = re.compile(r"\s*,\s*(\d{1,3})(?=\s*(?:,|\.|;|\)|$|\n|\s+(?:and|from|who|with|is|was|lives|has|years?|yrs?)\b))")
+_HOUSE_NO = r"\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)?"
+_NUMBER_AFTER = re.compile(r",?[ \t]?(" + _HOUSE_NO + r")(?![\w/.,]\d)(?![\w])")
+_NUMBER_BEFORE = re.compile(r"(?<![\w/.,-])(" + _HOUSE_NO + r"),?[ \t]$")
+_ADDRESS_CONTEXT = ("ADDRESS", "ZIP", "LOCATION")
+_NOT_NAME = frozenset({"and", "or", "the", "of", "to", "for", "with", "from", "at", "in", "on", "by"})
+
+
+def _name_like(word: str) -> bool:
+    low = word.lower()
+    return (
+        len(word) >= 2
+        and not is_common_word(low)
+        and low not in _NOT_NAME
+        and low not in PERSON_CUES
+        and low not in TITLES
+        and low not in NON_PII_CAPITALIZED
+    )
+
+
+def _extend_person(text: str, span: Span) -> Span:
+    start, end = span.start, span.end
+    for _ in range(2):  # forward: "[PERSON] vasquez"
+        m = re.compile(r"[ -]").match(text, end)
+        if not m:
+            break
+        w = _WORD.match(text, m.end())
+        if not w or not _name_like(w.group()) or w.group()[0].isdigit():
+            break
+        end = w.end()
+    for _ in range(2):  # backward: "ásthildur [PERSON]"
+        if start < 2 or text[start - 1] not in " -" or text[start - 2] in ".!?\n":
+            break
+        w = None
+        for cand in _WORD.finditer(text, max(0, start - 40), start - 1):
+            if cand.end() == start - 1:
+                w = cand
+        if w is None or not _name_like(w.group()):
+            break
+        start = w.start()
+    return Span(span.type, start, end, span.score) if (start, end) != (span.start, span.end) else span
+
+
+def refine(text: str, spans: list[Span]) -> list[Span]:
+    """Spans extended and added by the grammar above (the caller merges overlaps again)."""
+    out = list(spans)
+    types_at = sorted(spans, key=lambda s: s.start)
+    for k, span in enumerate(types_at):
+        if span.type == "PERSON":
+            out.append(_extend_person(text, span))
+            m = _AGE_AFTER.match(text, span.end)
+            if m and 1 <= int(m.group(1)) <= 125:
+                out.append(Span("AGE", m.start(1), m.end(1), 0.9))
+        nxt = types_at[k + 1] if k + 1 < len(types_at) else None
+        gap_after = text[span.end : nxt.start] if nxt is not None else text[span.end : span.end + 12]
+        near_address = (nxt is not None and nxt.type in _ADDRESS_CONTEXT and len(gap_after) <= 4) or bool(
+            re.match(r",?[ \t]*(?:\n|$)", text[span.end :])
+        )
+        if span.type == "ADDRESS" or (span.type in ("PERSON", "LOCATION") and near_address):
+            m = _NUMBER_AFTER.match(text, span.end)
+            if m and (span.type == "ADDRESS" or re.match(r"\s*(?:,|\n|$)", text[m.end() :])):
+                out.append(Span("ADDRESS", span.start, m.end(1), max(span.score, 0.9)))
+            window = max(0, span.start - 12)
+            before = _NUMBER_BEFORE.search(text[window : span.start])
+            if before and (span.type == "ADDRESS" or near_address):
+                out.append(Span("ADDRESS", window + before.start(1), span.end, max(span.score, 0.9)))
+    out.extend(_address_block_places(text, spans))
+    return out
+
+
+def _address_block_places(text: str, spans: list[Span]) -> list[Span]:
+    """Short all-name lines inside an address block (next to a line with a street or postcode)."""
+    if "\n" not in text:
+        return []
+    lines = []
+    pos = 0
+    for line in text.split("\n"):
+        lines.append((pos, pos + len(line), line))
+        pos += len(line) + 1
+    anchored = set()
+    for i, (a, b, _) in enumerate(lines):
+        if any(s.type in ("ADDRESS", "ZIP") and s.start < b and s.end > a for s in spans):
+            anchored.add(i)
+    out = []
+    for i, (a, b, line) in enumerate(lines):
+        if i in anchored or not ({i - 1, i + 1} & anchored):
+            continue
+        stripped = line.strip(" \t>,")
+        words = _WORD.findall(stripped)
+        if not words or len(words) > 4 or any(s.start < b and s.end > a for s in spans):
+            continue
+        if re.fullmatch(r"[^\W\d_][\w'’.\- ]*", stripped) and all(w[0].isupper() for w in words) and any(_name_like(w) for w in words):
+            start = a + line.index(stripped)
+            out.append(Span("LOCATION", start, start + len(stripped), 0.6))
+    return out
+
+
+def truecase(text: str) -> str:
+    """All-lower-case or all-capitals text with its likely proper nouns capitalized (same length)."""
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) < 8:
+        return text
+    upper = sum(1 for c in letters if c.isupper())
+    if 0.02 < upper / len(letters) < 0.8:
+        return text
+    chars = list(text)
+    sentence_start = True
+    for m in re.finditer(r"[^\W\d_]+(?:['’][^\W\d_]+)?|[.!?\n:;|>]", text):
+        token = m.group()
+        if not token[0].isalpha():
+            sentence_start = True
+            continue
+        low = token.lower()
+        if len(low) != len(token):
+            sentence_start = False
+            continue
+        cap = sentence_start or (len(low) >= 2 and not is_common_word(low) and low not in _NOT_NAME)
+        new = (low[0].upper() + low[1:]) if cap else low
+        if low == "i":
+            new = "I"
+        if len(new) == len(token):
+            chars[m.start() : m.end()] = list(new)
+        sentence_start = False
+    return "".join(chars)
