@@ -23,7 +23,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from client.gateway.recognizers.common import NON_PII_CAPITALIZED, PERSON_CUES, TITLES, is_common_word
+from client.gateway.recognizers.common import (
+    COUNTRIES,
+    NON_PII_CAPITALIZED,
+    PERSON_CUES,
+    PERSON_FOLLOWERS,
+    TITLES,
+    first_names,
+    is_common_word,
+    last_names,
+)
 
 
 @dataclass(frozen=True)
@@ -39,15 +48,24 @@ _AGE_AFTER = re.compile(r"\s*,\s*(\d{1,3})(?=\s*(?:,|\.|;|\)|$|\n|\s+(?:and|from
 _HOUSE_NO = r"\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)?"
 _NUMBER_AFTER = re.compile(r",?[ \t]?(" + _HOUSE_NO + r")(?![\w/.,]\d)(?![\w])")
 _NUMBER_BEFORE = re.compile(r"(?<![\w/.,-])(" + _HOUSE_NO + r"),?[ \t]$")
-_ADDRESS_CONTEXT = ("ADDRESS", "ZIP", "LOCATION")
+_ADDRESS_CONTEXT = ("ADDRESS", "ZIP", "LOCATION", "PERSON")
+_AT_BEFORE = re.compile(r"(?i:\b(?:at|on|in|to|from|of|near|address|is|lives)\s)$")
+_NOT_HOUSE_UNIT = re.compile(r"\s*(?i:years?|yrs?|kg|lbs?|%|percent|am|pm|a\.m|p\.m|minutes?|hours?|days?|weeks?|times|mg|ml|o'clock)\b")
+_CITY_AFTER_ADDRESS = re.compile(r",[ \t]+((?:[^\W\d_a-z][\w'’-]*)(?:[ -][^\W\d_a-z][\w'’-]*){0,2})(?=[ \t]*(?:,|$|\n|\d| [A-Z]{2}\b))")
 _NOT_NAME = frozenset({"and", "or", "the", "of", "to", "for", "with", "from", "at", "in", "on", "by"})
 
 
-def _name_like(word: str) -> bool:
+_STOP = frozenset(__import__("spacy.lang.en.stop_words", fromlist=["STOP_WORDS"]).STOP_WORDS)
+
+
+def _name_like(word: str, beside_name: bool = False) -> bool:
+    """Not an ordinary English word; next to a detected name, also a known first or last name
+    that is one ("jenny", "heath"), unless it is a function word."""
     low = word.lower()
+    known = beside_name and low not in _STOP and (low in first_names() or low in last_names())
     return (
         len(word) >= 2
-        and not is_common_word(low)
+        and (known or not is_common_word(low))
         and low not in _NOT_NAME
         and low not in PERSON_CUES
         and low not in TITLES
@@ -55,14 +73,27 @@ def _name_like(word: str) -> bool:
     )
 
 
-def _extend_person(text: str, span: Span) -> Span:
+_VERBISH = re.compile(r"(?:ed|ing|ly|s)$")
+
+
+def _caseless_name_part(word: str) -> bool:
+    """In a caseless prompt a surname can be any word: next to a name take one that is not a
+    function word, a person cue or follower, or shaped like a verb or adverb."""
+    low = word.lower()
+    return len(low) >= 2 and low not in _STOP and low not in PERSON_FOLLOWERS and low not in PERSON_CUES \
+        and low not in TITLES and low not in NON_PII_CAPITALIZED and not _VERBISH.search(low)
+
+
+def _extend_person(text: str, span: Span, caseless: bool = False) -> Span:
     start, end = span.start, span.end
-    for _ in range(2):  # forward: "[PERSON] vasquez"
+    for k in range(2):  # forward: "[PERSON] vasquez"
         m = re.compile(r"[ -]").match(text, end)
         if not m:
             break
         w = _WORD.match(text, m.end())
-        if not w or not _name_like(w.group()) or w.group()[0].isdigit():
+        if not w or w.group()[0].isdigit():
+            break
+        if not (_name_like(w.group(), beside_name=True) or (caseless and k == 0 and _caseless_name_part(w.group()))):
             break
         end = w.end()
     for _ in range(2):  # backward: "ásthildur [PERSON]"
@@ -72,31 +103,46 @@ def _extend_person(text: str, span: Span) -> Span:
         for cand in _WORD.finditer(text, max(0, start - 40), start - 1):
             if cand.end() == start - 1:
                 w = cand
-        if w is None or not _name_like(w.group()):
+        if w is None or not (_name_like(w.group(), beside_name=True) or (caseless and _caseless_name_part(w.group())
+                                                                        and start == span.start)):
             break
         start = w.start()
     return Span(span.type, start, end, span.score) if (start, end) != (span.start, span.end) else span
 
 
-def refine(text: str, spans: list[Span]) -> list[Span]:
-    """Spans extended and added by the grammar above (the caller merges overlaps again)."""
+def refine(text: str, spans: list[Span], caseless: bool = False) -> list[Span]:
+    """Spans extended and added by the grammar above (the caller merges overlaps again).
+    `caseless`: the prompt was all lower case or all capitals (see ``truecase``)."""
     out = list(spans)
     types_at = sorted(spans, key=lambda s: s.start)
     for k, span in enumerate(types_at):
+        aged = False
         if span.type == "PERSON":
-            out.append(_extend_person(text, span))
+            out.append(_extend_person(text, span, caseless))
             m = _AGE_AFTER.match(text, span.end)
             if m and 1 <= int(m.group(1)) <= 125:
                 out.append(Span("AGE", m.start(1), m.end(1), 0.9))
+                aged = True
         nxt = types_at[k + 1] if k + 1 < len(types_at) else None
         gap_after = text[span.end : nxt.start] if nxt is not None else text[span.end : span.end + 12]
         near_address = (nxt is not None and nxt.type in _ADDRESS_CONTEXT and len(gap_after) <= 4) or bool(
             re.match(r",?[ \t]*(?:\n|$)", text[span.end :])
         )
-        if span.type == "ADDRESS" or (span.type in ("PERSON", "LOCATION") and near_address):
+        after_prep = bool(_AT_BEFORE.search(text[max(0, span.start - 9) : span.start]))
+        if span.type in ("PERSON", "LOCATION", "ADDRESS") and not aged:
             m = _NUMBER_AFTER.match(text, span.end)
-            if m and (span.type == "ADDRESS" or re.match(r"\s*(?:,|\n|$)", text[m.end() :])):
+            if m and not _NOT_HOUSE_UNIT.match(text, m.end()) and (
+                span.type == "ADDRESS" or after_prep or (near_address and re.match(r"\s*(?:,|\n|$)", text[m.end() :]))
+                or re.match(r"\s*(?:,|\n)", text[m.end() :]) and "," in text[span.end : m.start(1) + 1]
+            ):
                 out.append(Span("ADDRESS", span.start, m.end(1), max(span.score, 0.9)))
+        if span.type == "ADDRESS":
+            c = _CITY_AFTER_ADDRESS.match(text, span.end)
+            if c and c.group(1).casefold() not in COUNTRIES and not is_common_word(c.group(1).split()[0]):
+                out.append(Span("LOCATION", c.start(1), c.end(1), 0.7))
+        if span.type in ("PERSON", "LOCATION") and re.match(r"[ \t]*(?:,|\n)", text[span.end :]):
+            near_address = True
+        if span.type == "ADDRESS" or (span.type in ("PERSON", "LOCATION") and near_address):
             window = max(0, span.start - 12)
             before = _NUMBER_BEFORE.search(text[window : span.start])
             if before and (span.type == "ADDRESS" or near_address):

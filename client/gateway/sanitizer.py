@@ -225,7 +225,7 @@ class PromptSanitizer:
         analyzed = truecase(norm.text)
         results = self.analyzer.analyze(text=analyzed, language="en", allow_list=self._allow or None)
         found = [Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
-        found = _merge(refine(analyzed, _merge(found)))
+        found = _merge(refine(analyzed, _merge(found), caseless=analyzed != norm.text))
         raw = []
         for r in found:
             start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)

@@ -131,7 +131,12 @@ _SUFFIX_STREET = (
     r"[^\W\d_a-zß-ÿ](?i:[\w'’-]*?(?:stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|ring|damm|ufer|markt|steig|pfad|chaussee|"
     r"straat|laan|gracht|singel|plein|kade|dijk|steeg|hof|vej|gade|allé|stræde|plads|gatan|vägen|väg|gränd|torget|"
     r"veien|vegen|gata|gaten|bakken|faret|kuja|tie|katu|polku|kaari|rinne|raitti|ulice|náměstí|třída|utca|út|tér|"
-    r"körút|köz|sor|cesta|ulica|iela|gatvė|tänav|sokak|sokağı|caddesi|bulvarı))"
+    r"körút|köz|sor|cesta|ulica|iela|gatvė|tänav|sokak|sokağı|caddesi|bulvarı|boulevard|pad|kanaal|park))"
+)
+# a lower-case compound street name counts only with its house number ("pia-mader-weg 6")
+_SUFFIX_LOWER = re.compile(
+    r"(?<![\w-])[a-zß-ÿ][\w'’-]*?(?:stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|straat|laan|gracht|vej|gade|gatan|vägen|"
+    r"veien|gata|kuja|tie|katu|utca|ulica)[ \t]\d{1,5}[a-z]?(?:/\d{1,4})?(?![\w/])"
 )
 _PREFIX_STREET = (
     r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|impasse|place|quai|cours|route|via|viale|piazza|piazzale|corso|"
@@ -150,7 +155,8 @@ _PREFIX_ADDRESS = re.compile(
     r"(?:[ \t]+(?:" + _CAP_PART + r"|" + _CONNECT_WORDS + r")){0,4}(?:,?[ \t]+(?i:nr\.?|no\.?|n\.?º?)?[ \t]?" + _HOUSE_NO + r"(?![\w/]))?"
 )
 _UNIT_LINE = re.compile(
-    r"(?<![\w])(?i:apt|apartment|appt|appartamento|suite|ste|unit|flat|piso|piano|bloco|bl|sc|ap|lgh|bus|etage|et)\.?\s?#?\s?[A-Za-z]?\d{1,5}[A-Za-z]?\b"
+    r"(?<![\w])(?i:apt|apartment|appt|appartamento|suite|ste|unit|flat|studio|piso|piano|bloco|bl|sc|ap|lgh|bus|etage|et|"
+    r"postbox|postfach|postboks|apartado|caixa\s+postal|boîte\s+postale|bp|po\s+box|box)\.?\s?#?\s?[A-Za-z]?\d{1,5}[A-Za-z]?\b"
 )
 _NUMBER_WORD = re.compile(r"\b(?i:number|no\.|nr\.|house\s+number)\s+(\d{1,5}[a-zA-Z]?)\b(?!\s*(?i:of|times|percent|%))")
 
@@ -164,15 +170,25 @@ _POSTCODE_SHAPES = [
     re.compile(r"(?<![\w-])\d{4}-\d{3}(?![\w-])"),  # Portugal
     re.compile(r"(?<![\w-])\d{2}-\d{3}(?![\w-])"),  # Poland
     re.compile(r"(?<![\w-])(?i:H|CH|D|A|F|I|NL|B|DK|S|FI|N|CZ|SK|PL)-\d{4,5}(?![\w-])"),  # country-prefixed
+    re.compile(r"(?<![\w-])(?i:[ACDEFHKNPRTVWXY]\d{2}W? ?[0-9ACDEFHKNPRTVWXY]{4})(?![\w-])"),  # Irish Eircode
+    re.compile(r"\b(?:NSW|VIC|QLD|TAS|ACT|NT|SA|WA),? (\d{4})(?![\w-])"),  # Australia: state + 4 digits
 ]
 _CITY_WORDS = r"(?:" + _CAP_PART + r"(?:[ -](?:" + _CAP_PART + r"|" + _CONNECT_WORDS + r"|sur|am|an|im|bei|upon|on)){0,3})"
 _CODE_THEN_CITY = re.compile(r"(?:(?<=\n)|(?<=, )|(?<=^)|(?<=\s))(\d{4,6}|\d{3} \d{2}|[A-Z]{1,2}-\d{4,5})\s+(" + _CITY_WORDS + r")(?=\s*(?:$|\n|,|\.|\)|;| \())", re.MULTILINE)
-_CITY_THEN_CODE = re.compile(r"(?:(?<=\n)|(?<=, )|(?<=^)|(?<=\n ))(" + _CITY_WORDS + r")(?:,? [A-Z]{2,3})?,? (\d{4,6})(?=\s*(?:$|\n|,|\.|;| [A-Z]))", re.MULTILINE)
+_CITY_THEN_CODE = re.compile(r"(?:(?<=\n)|(?<=, )|(?<=^)|(?<=\n ))(" + _CITY_WORDS + r")(?:,? [A-Z]{2,3})?,? (\d{4,6})(?=\s*(?:$|\n|,|\.|;|:|\)|!|\?| [A-Z]))", re.MULTILINE)
 
 
 _COUNTRY_CODE = re.compile(
     r"\b(?:(?P<country1>[A-Z][A-Za-z]+(?: [A-Z][A-Za-z]+)?(?: \([A-Za-z]+\))?),? (?P<code1>\d{3,6}(?: \d{2})?)|(?P<code2>\d{3,6}(?: \d{2})?),? (?P<country2>[A-Z][A-Za-z]+(?: [A-Z][a-z]+)?))\b"
 )
+
+
+# "Andrélei 885, 4657": capitalized street words, a house number, a comma, a bare postcode
+_STREET_NO_CODE = re.compile(
+    r"(?<![\w-])((?:" + _CAP_PART + r"[ -]){0,2}" + _CAP_PART + r"[ \t]" + _HOUSE_NO + r"),[ \t]?(\d{4,6}|\d{3} \d{2})(?![\w-])"
+)
+# an all-capitals name after a place preposition in mixed-case text ("grew up in APLARED")
+_CAPS_PLACE = re.compile(r"\b(?i:in|from|near|to|at|of|visit|visiting|lives in)[ \t]+([^\W\d_a-z]{4,}(?:[ -][^\W\d_a-z]{3,})?)(?![\w])")
 
 
 def _plausible_year(code: str) -> bool:
@@ -191,21 +207,34 @@ class InternationalAddressRecognizer(GatewayRecognizer):
             if not has_number and is_common_word(m.group().split()[-1].rstrip(".")):
                 continue  # "Hearing", "Spring": an English word, not a street without its number
             hits.append(("ADDRESS", m.start(), m.end(), 0.9 if has_number else 0.75))
+        for m in _SUFFIX_LOWER.finditer(text):
+            if not is_common_word(m.group().split()[0]):
+                hits.append(("ADDRESS", m.start(), m.end(), 0.8))
         for m in _PREFIX_ADDRESS.finditer(text):
             value = m.group()
             words = value.split()
             if len(words) < 2 or not any(w[:1].isupper() for w in words[1:]) and not any(c.isdigit() for c in value):
                 continue
             hits.append(("ADDRESS", m.start(), m.end(), 0.9 if any(c.isdigit() for c in value) else 0.7))
+        if not text.isupper():
+            for m in _CAPS_PLACE.finditer(text):
+                place = m.group(1)
+                if place.upper() == place and not is_common_word(place.lower()) and place.casefold() not in COUNTRIES:
+                    hits.append(("LOCATION", m.start(1), m.end(1), 0.6))
         if not any(ch.isdigit() for ch in text):
             return hits
+        for m in _STREET_NO_CODE.finditer(text):
+            if not _plausible_year(m.group(2)):
+                hits.append(("ADDRESS", m.start(1), m.end(1), 0.85))
+                hits.append(("ZIP", m.start(2), m.end(2), 0.85))
         for m in _UNIT_LINE.finditer(text):
             hits.append(("ADDRESS", m.start(), m.end(), 0.6))
         for m in _NUMBER_WORD.finditer(text):
             hits.append(("ADDRESS", m.start(1), m.end(1), 0.6))
         for rx in _POSTCODE_SHAPES:
             for m in rx.finditer(text):
-                hits.append(("ZIP", m.start(), m.end(), 0.85))
+                g = 1 if rx.groups else 0
+                hits.append(("ZIP", m.start(g), m.end(g), 0.85))
         for m in _CODE_THEN_CITY.finditer(text):
             if _plausible_year(m.group(1)) or m.group(2).split()[0].casefold() in _STREET_STOPWORDS:
                 continue

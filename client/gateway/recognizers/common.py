@@ -327,7 +327,7 @@ STRONG_PLACE_CUES = {
 }
 # Verbs/particles that, right after an unknown capitalized token, make it a person.
 PERSON_FOLLOWERS = {
-    "said", "says", "told", "tells", "asked", "asks", "called", "calls", "texted", "texts",
+    "family", "household", "residence", "said", "says", "told", "tells", "asked", "asks", "called", "calls", "texted", "texts",
     "emailed", "wrote", "writes", "wants", "wanted", "needs", "needed", "thinks", "thought",
     "mentioned", "came", "comes", "went", "goes", "left", "took", "takes", "gave", "gives",
     "got", "gets", "has", "had", "is", "was", "will", "would", "can", "could", "should", "and",
