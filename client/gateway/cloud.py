@@ -153,6 +153,7 @@ class CloudClient:
         self._sleep = sleep
         self.__api_key = api_key if api_key is not None else api_key_from_env()
         self._transport = transport
+        self._ssl_context = None
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
         return f"CloudClient(url={self.display_url!r}, model={self.model!r}, api_key={'***' if self.__api_key else None})"
@@ -171,11 +172,29 @@ class CloudClient:
 
     def complete(self, body: dict[str, Any], *, conversation: str | None = None) -> CloudAnswer:
         """POST `body` to /chat/completions with bounded retries; each attempt is logged first."""
+        return _run(self._complete(body, conversation))
+
+    async def _complete(self, body: dict[str, Any], conversation: str | None) -> CloudAnswer:
         payload = canonical_json(body)
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         if self.__api_key:
             headers["Authorization"] = f"Bearer {self.__api_key}"
         attempts_allowed = 1 + self.max_retries
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False, verify=self._tls()
+        ) as http:
+            return await self._attempts(http, body, payload, headers, conversation, attempts_allowed)
+
+    def _tls(self):
+        """Plain http needs no TLS context (building httpx's default one reads the CA bundle,
+        ~0.1 s); https gets one, built once per client."""
+        if self.endpoint.startswith("http://"):
+            return False
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    async def _attempts(self, http, body, payload, headers, conversation, attempts_allowed) -> CloudAnswer:
         last_error: CloudError | None = None
         for attempt in range(1, attempts_allowed + 1):
             if attempt > 1:
@@ -183,7 +202,7 @@ class CloudClient:
             if self.log is not None:
                 self.log.append(url=self.display_url, body=body, attempt=attempt, conversation=conversation)
             try:
-                response = _run(self._post_within_deadline(payload, headers))
+                response = await asyncio.wait_for(self._post(http, payload, headers), timeout=self.timeout)
             except ResponseTooLarge:
                 raise CloudResponseError(
                     f"cloud at {self.base_url_display} sent more than {self.max_response_bytes} bytes; answer refused",
@@ -235,27 +254,21 @@ class CloudClient:
         assert last_error is not None
         raise last_error
 
-    async def _post_within_deadline(self, payload: bytes, headers: dict[str, str]) -> httpx.Response:
-        return await asyncio.wait_for(self._post(payload, headers), timeout=self.timeout)
-
-    async def _post(self, payload: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, http: httpx.AsyncClient, payload: bytes, headers: dict[str, str]) -> httpx.Response:
         """One POST, its answer read as a stream up to `max_response_bytes`."""
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False
-        ) as http:
-            async with http.stream("POST", self.endpoint, content=payload, headers=headers) as streamed:
-                declared = streamed.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.max_response_bytes:
+        async with http.stream("POST", self.endpoint, content=payload, headers=headers) as streamed:
+            declared = streamed.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise ResponseTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
                     raise ResponseTooLarge
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in streamed.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise ResponseTooLarge
-                    chunks.append(chunk)
-                headers_in = {k: v for k, v in streamed.headers.items() if k.lower() not in ("content-encoding", "content-length")}
-                return httpx.Response(streamed.status_code, headers=headers_in, content=b"".join(chunks))
+                chunks.append(chunk)
+            headers_in = {k: v for k, v in streamed.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+            return httpx.Response(streamed.status_code, headers=headers_in, content=b"".join(chunks))
 
     @property
     def base_url_display(self) -> str:

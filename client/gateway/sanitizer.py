@@ -27,7 +27,8 @@ Pipeline (all inside one try: any exception -> ``SanitizationError``, never part
    placeholder from the session (``[PERSON_1]``);
 4. a verification pass re-scans the sanitized text for hard identifiers (emails, SSNs, card
    numbers, long digit runs); finding one there means a bug, so it fails closed;
-5. ``residual_risk`` estimates the chance that an identifier survived (see ``residual_risk``).
+5. ``residual_risk`` estimates the chance that an identifier survived (``risk``: a logistic model
+   calibrated on the evaluation's development part).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
-from client.gateway import abstraction
+from client.gateway import abstraction, risk
 from client.gateway.grammar import Span, refine, truecase
 from client.gateway.normalize import normalize
 from client.gateway.config import GatewayConfig, load_config
@@ -63,8 +64,6 @@ _TYPE_PRIORITY = {
     "HEALTH_PLAN": 8, "ACCOUNT": 8, "LICENSE": 8, "VEHICLE": 8, "DEVICE": 8, "PHONE": 7, "FAX": 7,
     "ADDRESS": 7, "DATE": 6, "AGE": 6, "ZIP": 6, "PERSON": 5, "FACILITY": 5, "LOCATION": 4, "ID": 1,
 }
-# Per-identifier miss probability, from `python -m simulations.studies.sanitizer_eval` (see docs/sanitizer.md).
-BASE_MISS_RATE = 0.005
 DEFAULT_RISK_THRESHOLD = 0.2
 
 _STATE_AFTER = re.compile(r"\s*,\s*(?:" + STATE_CODE_RE + r"|" + STATE_NAME_RE + r")\b")
@@ -88,20 +87,6 @@ _VERIFY_PATTERNS = [
     ("DIGITS", re.compile(r"\d(?:[ ./()-]{0,2}\d){6,}"), _not_years),
     ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), _iban_valid),
 ]
-_RISK_PATTERNS = [
-    # leftover numbers that are not years, ages bands or small quantities
-    (re.compile(r"(?<![\w.,/-])\d{4}(?![\w.,/-])"), 0.05, lambda s: not (1900 <= int(s) <= 2099)),
-    # letter+digit codes that nothing claimed
-    (re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b"), 0.05, None),
-    (re.compile(r"@"), 0.3, None),
-]
-# identifier keywords with no placeholder (or generalized value) right after them
-# ("my SSN is one two three ..."); checked on the unmasked sanitized text
-_KEYWORD_RISK = re.compile(
-    r"\b(?:ssn|social security|mrn|medical record|dob|date of birth|account (?:number|no|#)|acct|member id|policy (?:number|no|#)|licen[cs]e (?:number|no|#)|passport|serial (?:number|no|#)|phone number|fax|e-?mail address|zip code)\b(?![^\n.]{0,24}(?:\[[A-Z_]+_\d+\]|(?:19|20)\d\d))",
-    re.IGNORECASE,
-)
-_KEYWORD_RISK_P = 0.1
 
 
 
@@ -172,10 +157,10 @@ class PromptSanitizer:
         if session is None:
             session = ConversationSession()
         try:
-            spans = self._detect(text, session)
+            spans, caseless = self._detect(text, session)
             entities, sanitized = self._substitute(text, spans, session)
             self._verify(sanitized)
-            risk = self.residual_risk(sanitized, entities)
+            risk = self.residual_risk(sanitized, entities, caseless)
             commit = getattr(session, "commit", None)
             if commit is not None:
                 commit()
@@ -189,49 +174,34 @@ class PromptSanitizer:
     def analyze(self, text: str, session: PlaceholderSession | None = None) -> list[Entity]:
         """Detected (merged) spans without substitution; ``replacement`` is left empty."""
         try:
-            return [Entity(s.type, s.start, s.end, text[s.start : s.end]) for s in self._detect(text, session)]
+            return [Entity(s.type, s.start, s.end, text[s.start : s.end]) for s in self._detect(text, session)[0]]
         except Exception as err:
             raise SanitizationError(f"analysis failed ({type(err).__name__})") from err
 
     @staticmethod
-    def residual_risk(sanitized: str, entities: list[Entity]) -> float:
-        """Estimated probability that an identifier survived in ``sanitized`` (0 = none).
-
-        1 - (1 - BASE_MISS_RATE)^n_direct * prod(1 - p_i): every direct identifier found carries
-        the evaluated per-identifier miss rate (a prompt full of identifiers is likelier to hide
-        one more), and each suspicious leftover adds its own p_i: a 4-digit number that is not a
-        year, an unclaimed letter/digit code, an identifier keyword not followed by a placeholder
-        ("my SSN is one two three ..."), an "@".
-        """
-        masked = PLACEHOLDER_RE.sub(" ", sanitized)
-        masked = abstraction.AGE_BAND_LABEL_RE.sub(" ", masked)
-        keep = 1.0
-        n_direct = sum(1 for e in entities if e.type in DIRECT_TYPES)
-        keep *= (1.0 - BASE_MISS_RATE) ** n_direct
-        for _ in _KEYWORD_RISK.finditer(sanitized):
-            keep *= 1.0 - _KEYWORD_RISK_P
-        for rx, p, check in _RISK_PATTERNS:
-            for m in rx.finditer(masked):
-                if check is None or check(m.group()):
-                    keep *= 1.0 - p
-        return round(1.0 - keep, 4)
+    def residual_risk(sanitized: str, entities: list[Entity], caseless: bool = False) -> float:
+        """Estimated probability that a direct identifier survived in ``sanitized`` (``risk``: a
+        logistic model of what is left in the text, calibrated on the evaluation's dev part)."""
+        return risk.residual_risk(sanitized, (e.type for e in entities if e.type in DIRECT_TYPES), caseless)
 
     # ------------------------------------------------------------------ detection
-    def _detect(self, text: str, session: PlaceholderSession | None) -> list[Span]:
-        """Detection runs on the normalized text (``normalize``); spans are mapped back to `text`."""
+    def _detect(self, text: str, session: PlaceholderSession | None) -> tuple[list[Span], bool]:
+        """Detection runs on the normalized text (``normalize``); spans are mapped back to `text`.
+        Also says whether the prompt was caseless (all lower case or all capitals)."""
         if not text.strip():
-            return []
+            return [], False
         norm = normalize(text)
         analyzed = truecase(norm.text)
         results = self.analyzer.analyze(text=analyzed, language="en", allow_list=self._allow or None)
         found = [Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
-        found = _merge(refine(analyzed, _merge(found), caseless=analyzed != norm.text))
+        caseless = analyzed != norm.text
+        found = _merge(refine(analyzed, _merge(found), caseless=caseless))
         raw = []
         for r in found:
             start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)
             raw.append(Span(r.type, start, end, r.score))
         raw.extend(self._known_mentions(text, session))
-        return _merge(raw)
+        return _merge(raw), caseless
 
     def _known_mentions(self, text: str, session) -> list[Span]:
         """Names/places the conversation already mapped, and the parts of multi-word names.

@@ -156,7 +156,7 @@ _PREFIX_ADDRESS = re.compile(
 )
 _UNIT_LINE = re.compile(
     r"(?<![\w])(?i:apt|apartment|appt|appartamento|suite|ste|unit|flat|studio|piso|piano|bloco|bl|sc|ap|lgh|bus|etage|et|"
-    r"postbox|postfach|postboks|apartado|caixa\s+postal|boîte\s+postale|bp|po\s+box|box)\.?\s?#?\s?[A-Za-z]?\d{1,5}[A-Za-z]?\b"
+    r"postbox|postfach|postboks|apartado|caixa\s+postal|boîte\s+postale|po\s+box|box)\.?\s?#?\s?[A-Za-z]?\d{1,5}[A-Za-z]?\b"
 )
 _NUMBER_WORD = re.compile(r"\b(?i:number|no\.|nr\.|house\s+number)\s+(\d{1,5}[a-zA-Z]?)\b(?!\s*(?i:of|times|percent|%))")
 

@@ -4,6 +4,7 @@
     python -m simulations.studies.sanitizer_eval --split test --final      # only when a change is finished
     python -m simulations.studies.sanitizer_eval --split generated [--n 500] [--seed 0] [--templates standard|fresh]
     python -m simulations.studies.sanitizer_eval build                     # makes the stored split, once
+    python -m simulations.studies.sanitizer_eval calibrate                 # fits the residual-risk model on dev
 
 ``dev`` and ``test`` are the stored halves of the multi-source set (``dataset.py``); scoring the
 test part needs ``--final`` and is recorded in ``assets/test_scorings.jsonl``. ``generated`` is the
@@ -22,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m simulations.studies.sanitizer_eval",
         description="Evaluate the sanitizer on span-labelled prompts (stored dev/test split, or freshly generated).",
     )
-    parser.add_argument("action", nargs="?", choices=("score", "build"), default="score",
-                        help="score (default), or build the stored split (once)")
+    parser.add_argument("action", nargs="?", choices=("score", "build", "calibrate"), default="score",
+                        help="score (default); build the stored split (once); calibrate the residual-risk model on the dev part")
     parser.add_argument("--split", choices=("dev", "test", "generated"), default="dev",
                         help="dev (default), test (frozen: needs --final) or generated")
     parser.add_argument("--final", action="store_true",
@@ -61,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         console.print(f"stored the split: {sizes['dev']} development and {sizes['test']} test prompts")
         return 0
+    if args.action == "calibrate":
+        from simulations.studies.sanitizer_eval.calibrate import main as calibrate
+
+        return calibrate()
     if args.split == "test" and not args.final:
         print("sanitizer_eval: error: the test part is frozen; score it only when a change is finished, with --final",
               file=sys.stderr)

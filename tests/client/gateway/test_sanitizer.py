@@ -97,7 +97,9 @@ def test_content_words_are_kept(sanitizer):
     r = sanitizer.sanitize(text)
     assert r.sanitized == text
     assert r.entities == []
-    assert r.residual_risk == 0.0
+    from client.gateway.sanitizer import DEFAULT_RISK_THRESHOLD
+
+    assert r.residual_risk < DEFAULT_RISK_THRESHOLD
 
 
 # ------------------------------------------------------------------------------- offsets
@@ -282,11 +284,17 @@ def test_non_string_and_oversized_input_refused(sanitizer):
 
 
 def test_residual_risk(sanitizer):
-    assert sanitizer.sanitize("How do I lower my cholesterol?").residual_risk == 0.0
-    clean = sanitizer.sanitize("Call 406-555-0187.").residual_risk
-    suspicious = sanitizer.sanitize("my ssn is two one nine zero nine and the code A7Q is mine").residual_risk
-    assert 0 < clean < 0.05
-    assert suspicious > clean
+    from client.gateway.sanitizer import DEFAULT_RISK_THRESHOLD
+
+    clean = sanitizer.sanitize("How do I lower my cholesterol?").residual_risk
+    assert 0 <= clean < DEFAULT_RISK_THRESHOLD
+    assert sanitizer.sanitize("Call 406-555-0187.").residual_risk < DEFAULT_RISK_THRESHOLD
+    # what a missed identifier leaves behind raises the calibrated risk: a house number and a bare
+    # postcode next to placeholders, an unknown capitalized word, a caseless prompt
+    tidy = PromptSanitizer.residual_risk("Please send it to [ADDRESS_1], [LOCATION_1].", [])
+    left = PromptSanitizer.residual_risk("Please send it to [ADDRESS_1] 12, 4410 [LOCATION_1] for Zbigniewa.", [])
+    assert left > tidy and left > DEFAULT_RISK_THRESHOLD
+    assert PromptSanitizer.residual_risk("tell [PERSON_1] hi", [], caseless=True) > PromptSanitizer.residual_risk("Tell [PERSON_1] hi", [])
 
 
 # ------------------------------------------------------------------------------- leak property
