@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\u2796\ufe58\ufe63\uff0d\u02d7\u2e3a\u2e3b"
 _DASH_TABLE = {ord(c): "-" for c in DASHES}
+_SPECIAL = re.compile("[" + re.escape(DASHES) + "\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u3000\ufeff\u00ad\u180e]")
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064")
 # bracketed spelled-out separators; the brackets make them unambiguous in running text
 _SPELLED = re.compile(r"\s*[\(\[\{<]\s*(dot|period|at)\s*[\)\]\}>]\s*", re.IGNORECASE)
@@ -39,12 +41,14 @@ _SPELLED_WORD = re.compile(r"\s+(dot|at)\s+", re.IGNORECASE)
 @dataclass(frozen=True)
 class Normalized:
     text: str
-    starts: tuple[int, ...]  # starts[i]: index in the original of the cluster normalized char i came from
-    ends: tuple[int, ...]  # ends[i]: end (exclusive) in the original of that cluster
+    starts: Sequence[int]  # starts[i]: index in the original of the cluster normalized char i came from
+    ends: Sequence[int]  # ends[i]: end (exclusive) in the original of that cluster
     original_length: int
 
     @property
     def changed(self) -> bool:
+        if isinstance(self.starts, range):
+            return False
         return len(self.starts) != self.original_length or any(s != i for i, s in enumerate(self.starts))
 
     def span(self, start: int, end: int) -> tuple[int, int]:
@@ -56,6 +60,12 @@ class Normalized:
 
 
 def normalize(text: str) -> Normalized:
+    n = len(text)
+    # already NFKC with no dash, space or invisible variant (all ASCII text, most accented text)
+    if text.isascii() or (unicodedata.is_normalized("NFKC", text) and not _SPECIAL.search(text)):
+        result = Normalized(text, range(n), range(1, n + 1), n)
+        result = _rewrite(result, _SPELLED, lambda m: "." if m.group(1).lower() in ("dot", "period") else "@")
+        return _rewrite_spelled_emails(result)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -66,7 +76,7 @@ def normalize(text: str) -> Normalized:
             starts.append(start)
             ends.append(end)
 
-    i, n = 0, len(text)
+    i = 0
     plain = True
     while i < n:
         j = i + 1
@@ -84,7 +94,7 @@ def normalize(text: str) -> Normalized:
             emit(folded, i, j)
         i = j
     if plain:
-        result = Normalized(text, tuple(range(n)), tuple(range(1, n + 1)), n)
+        result = Normalized(text, range(n), range(1, n + 1), n)
     else:
         result = Normalized("".join(out), tuple(starts), tuple(ends), n)
     result = _rewrite(result, _SPELLED, lambda m: "." if m.group(1).lower() in ("dot", "period") else "@")
@@ -129,8 +139,8 @@ def _rewrite_spelled_emails(norm: Normalized) -> Normalized:
         )
         norm = Normalized(
             norm.text[: m.start()] + inner.text + norm.text[m.end() :],
-            norm.starts[: m.start()] + inner.starts + norm.starts[m.end() :],
-            norm.ends[: m.start()] + inner.ends + norm.ends[m.end() :],
+            tuple(norm.starts[: m.start()]) + tuple(inner.starts) + tuple(norm.starts[m.end() :]),
+            tuple(norm.ends[: m.start()]) + tuple(inner.ends) + tuple(norm.ends[m.end() :]),
             norm.original_length,
         )
     return norm

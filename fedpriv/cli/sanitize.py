@@ -38,6 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sanitize(args: argparse.Namespace) -> int:
+    from client.gateway.lean_import import import_presidio_lean
+
+    import_presidio_lean(defer_predefined=True)  # this process builds no Presidio default engine
+
     from client.gateway.batch import open_input, open_output, sanitize_lines
     from client.gateway.config import load_config
     from client.gateway.sanitizer import PromptSanitizer

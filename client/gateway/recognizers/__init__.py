@@ -20,35 +20,11 @@ To add a family: write a module with ``recognizers(config)`` and add it to ``FAM
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 
-def import_presidio_without_torch() -> None:
-    """Import presidio_analyzer without torch and transformers (7 of its 8 s of import time).
+from client.gateway.lean_import import import_presidio_lean  # noqa: E402
 
-    Presidio treats both as optional: its transformers NLP engine does ``try: from transformers
-    import ...``, its device detector skips torch when ``PRESIDIO_DEVICE`` is set, and spaCy's
-    thinc does ``try: import torch``. The gateway uses neither (blank spaCy tokenizer, its own
-    recognizers), so while Presidio is imported both names are marked absent in ``sys.modules``
-    (``import`` then raises ImportError, the optional path); the marks are removed afterwards, so
-    later code (the local model) imports them normally. Nothing is blocked when they are loaded
-    already."""
-    if "presidio_analyzer" in sys.modules:
-        return
-    os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
-    blocked = [name for name in ("transformers", "torch") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        import presidio_analyzer  # noqa: F401
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, False) is None:
-                del sys.modules[name]
-
-
-import_presidio_without_torch()
+import_presidio_lean()
 
 from presidio_analyzer import EntityRecognizer, RecognizerRegistry  # noqa: E402
 
