@@ -74,6 +74,9 @@ def _name_like(word: str, beside_name: bool = False) -> bool:
 
 
 _VERBISH = re.compile(r"(?:ed|ing|ly|s)$")
+_INITIAL = re.compile(r"[^\W\d_]\.[ \t]")
+_INITIAL_BEFORE = re.compile(r"(?<![\w])([^\W\d_]{2,}(?:['’-][^\W\d_]+)*)[ \t][^\W\d_]\.[ \t]$")
+_BARE_CODE = re.compile(r"[ \t]*,?[ \t]*(\d{3,6})(?![\w.,/]\d|\w)(?!\s*(?i:years?|yrs?|kg|lbs?|%|percent|am|pm|minutes?|hours?|days?|times|mg|ml)\b)")
 
 
 def _caseless_name_part(word: str) -> bool:
@@ -90,12 +93,20 @@ def _extend_person(text: str, span: Span, caseless: bool = False) -> Span:
         m = re.compile(r"[ -]").match(text, end)
         if not m:
             break
+        initial = _INITIAL.match(text, m.end())  # "[PERSON] A. Hides", "[PERSON] v. Michek": the word after
+        after = _WORD.match(text, initial.end()) if initial else None  # a middle initial is a surname
+        if after and len(after.group()) >= 2 and after.group().lower() not in _STOP:
+            end = after.end()
+            continue
         w = _WORD.match(text, m.end())
         if not w or w.group()[0].isdigit():
             break
         if not (_name_like(w.group(), beside_name=True) or (caseless and k == 0 and _caseless_name_part(w.group()))):
             break
         end = w.end()
+    back = _INITIAL_BEFORE.search(text, max(0, start - 40), start)  # "Držislav A. [PERSON]"
+    if back and _name_like(back.group(1), True):
+        start = back.start(1)
     for _ in range(2):  # backward: "ásthildur [PERSON]"
         if start < 2 or text[start - 1] not in " -" or text[start - 2] in ".!?\n":
             break
@@ -103,8 +114,7 @@ def _extend_person(text: str, span: Span, caseless: bool = False) -> Span:
         for cand in _WORD.finditer(text, max(0, start - 40), start - 1):
             if cand.end() == start - 1:
                 w = cand
-        if w is None or not (_name_like(w.group(), beside_name=True) or (caseless and _caseless_name_part(w.group())
-                                                                        and start == span.start)):
+        if w is None or not _name_like(w.group(), beside_name=True):
             break
         start = w.start()
     return Span(span.type, start, end, span.score) if (start, end) != (span.start, span.end) else span
@@ -136,6 +146,13 @@ def refine(text: str, spans: list[Span], caseless: bool = False) -> list[Span]:
                 or re.match(r"\s*(?:,|\n)", text[m.end() :]) and "," in text[span.end : m.start(1) + 1]
             ):
                 out.append(Span("ADDRESS", span.start, m.end(1), max(span.score, 0.9)))
+        if span.type in ("LOCATION", "ADDRESS"):  # "[ADDRESS], [LOCATION] 8834": a postcode beside the city
+            code = _BARE_CODE.match(text, span.end)
+            prev = types_at[k - 1] if k else None
+            if code and not (len(code.group(1)) == 4 and 1950 <= int(code.group(1)) <= 2035) and (
+                span.type == "ADDRESS" or (prev is not None and prev.type == "ADDRESS" and span.start - prev.end <= 4)
+            ):
+                out.append(Span("ZIP", code.start(1), code.end(1), 0.8))
         if span.type == "ADDRESS":
             c = _CITY_AFTER_ADDRESS.match(text, span.end)
             if c and c.group(1).casefold() not in COUNTRIES and not is_common_word(c.group(1).split()[0]):
@@ -197,7 +214,8 @@ def truecase(text: str) -> str:
         if len(low) != len(token):
             sentence_start = False
             continue
-        cap = sentence_start or (len(low) >= 2 and not is_common_word(low) and low not in _NOT_NAME)
+        initial = len(low) == 1 and text[m.end() : m.end() + 1] == "."
+        cap = sentence_start or initial or (len(low) >= 2 and not is_common_word(low) and low not in _NOT_NAME)
         new = (low[0].upper() + low[1:]) if cap else low
         if low == "i":
             new = "I"

@@ -200,7 +200,9 @@ class PromptSanitizer:
         results = self.analyzer.analyze(text=analyzed, language="en", allow_list=self._allow or None)
         found = [Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
         caseless = analyzed != norm.text
-        found = _merge(refine(analyzed, _merge(found), caseless=caseless))
+        found = _merge(found)
+        for _ in range(2):  # a second pass sees what the first added (a city, then its postcode)
+            found = _merge(refine(analyzed, found, caseless=caseless))
         raw = []
         for r in found:
             start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)

@@ -63,7 +63,9 @@ _CITY_STATE_NAME = re.compile(
     r"\b((?:[A-Z][a-zA-Z'’.-]+|St\.|Ft\.|Mt\.)(?:[ -](?:[A-Z][a-zA-Z'’.-]+|de|la|del))*?)\s*,\s*(?:" + STATE_NAME_RE + r")\b(?:\s+(\d{5}(?:-\d{4})?))?"
 )
 _STATE_ZIP = re.compile(r"\b(?:" + STATE_CODE_RE + r"|" + STATE_NAME_RE + r")\.?,?\s+(\d{5}(?:-\d{4})?)\b")
-_ZIP_CTX = re.compile(r"\b(?:zip|zipcode|zip\s+code|postal\s+code|postcode|post\s+code)\s*(?:is|:|#|=|of)?\s*(\d{5}(?:-\d{4})?)\b", re.IGNORECASE)
+_ZIP_CTX = re.compile(
+    r"\b(?:zip\s+code|zipcode|zip|postal\s+code|postcode|post\s+code|plz|cep|code\s+postal)\s*(?:is|:|#|=|of)?\s*"
+    r"(\d{5}(?:-\d{4})?|\d{3,6}|(?-i:[A-Z0-9]{2,4}[ -]?[A-Z0-9]{2,4}))\b", re.IGNORECASE)
 _COUNTY = re.compile(r"\b(?:[A-Z][a-z'’.-]+\s+){1,3}(?:County|Parish|Borough|Township|Twp\.?)\b")
 _NOT_CITY = {"Dear", "Hi", "Hello", "Hey", "Thanks", "Re", "Attn", "Sincerely", "Regards", "Love", "Best", "Cheers", "Yes", "No", "Ok", "Okay", "Well", "So", "And", "But", "Then", "Also", "I"}
 
@@ -87,7 +89,8 @@ class GatewayAddressRecognizer(GatewayRecognizer):
             for m in _STATE_ZIP.finditer(text):
                 hits.append(("ZIP", m.start(1), m.end(1), 0.9))
             for m in _ZIP_CTX.finditer(text):
-                hits.append(("ZIP", m.start(1), m.end(1), 0.9))
+                if any(c.isdigit() for c in m.group(1)):
+                    hits.append(("ZIP", m.start(1), m.end(1), 0.9))
         if "," in text:
             for rx in (_CITY_STATE, _CITY_STATE_NAME):
                 for m in rx.finditer(text):
@@ -131,12 +134,12 @@ _SUFFIX_STREET = (
     r"[^\W\d_a-zß-ÿ](?i:[\w'’-]*?(?:stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|ring|damm|ufer|markt|steig|pfad|chaussee|"
     r"straat|laan|gracht|singel|plein|kade|dijk|steeg|hof|vej|gade|allé|stræde|plads|gatan|vägen|väg|gränd|torget|"
     r"veien|vegen|gata|gaten|bakken|faret|kuja|tie|katu|polku|kaari|rinne|raitti|ulice|náměstí|třída|utca|út|tér|"
-    r"körút|köz|sor|cesta|ulica|iela|gatvė|tänav|sokak|sokağı|caddesi|bulvarı|boulevard|pad|kanaal|park))"
+    r"körút|köz|sor|cesta|ulica|iela|gatvė|tänav|sokak|sokağı|caddesi|bulvarı|boulevard|pad|kanaal|park|lei|baan|dreef))"
 )
 # a lower-case compound street name counts only with its house number ("pia-mader-weg 6")
 _SUFFIX_LOWER = re.compile(
     r"(?<![\w-])[a-zß-ÿ][\w'’-]*?(?:stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|straat|laan|gracht|vej|gade|gatan|vägen|"
-    r"veien|gata|kuja|tie|katu|utca|ulica)[ \t]\d{1,5}[a-z]?(?:/\d{1,4})?(?![\w/])"
+    r"veien|gata|kuja|tie|katu|utca|ulica|lei|baan|dreef)[ \t]\d{1,5}[a-z]?(?:/\d{1,4})?(?![\w/])"
 )
 _PREFIX_STREET = (
     r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|impasse|place|quai|cours|route|via|viale|piazza|piazzale|corso|"
@@ -147,7 +150,7 @@ _PREFIX_STREET = (
 _HOUSE_NO = r"\d{1,5}[a-zA-Z]?(?:\s?[/-]\s?\d{1,4}[a-zA-Z]?)?"
 _CONNECT_WORDS = r"(?i:de|del|de la|de los|de las|da|do|dos|das|di|della|du|des|la|le|van|von|der|den|y|e|i)"
 _SUFFIX_ADDRESS = re.compile(
-    r"(?<![\w-])(?:(?:" + _CAP_PART + r"[ -]){0,3}" + _SUFFIX_STREET + r"|(?:" + _CAP_PART + r"[ -]){1,3}" + _SEPARATE_TYPE_WORD + r")"
+    r"(?<![\w-])(?:(?:" + _CAP_PART + r"[ -]){0,3}" + _SUFFIX_STREET + r"|" + _CAP_PART + r"[ -](?:" + _NAME_PART + r"[ -]){0,2}" + _SEPARATE_TYPE_WORD + r")"
     r"(?![\w])\.?(?:,?[ \t]?(?i:nr\.?|no\.?)?[ \t]?" + _HOUSE_NO + r"(?![\w/]))?"
 )
 _PREFIX_ADDRESS = re.compile(
