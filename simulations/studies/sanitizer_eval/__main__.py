@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--templates", choices=("standard", "fresh"), default="standard",
                         help="generated: template set: standard, or fresh (written after the detector was frozen)")
     parser.add_argument("--json", metavar="PATH", help="also save the report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="dev/test: also write the tables as Markdown")
     parser.add_argument("--no-baseline", action="store_true", help="generated: skip the Presidio-default comparison")
     parser.add_argument("--examples", type=int, default=0, metavar="K", help="print up to K leaked examples (sanitized text only)")
     return parser
@@ -88,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run_split(args.split, final=args.final, systems=systems, config_path=args.config,
                                keep_examples=args.examples, risk_threshold=args.max_residual_risk)
         render_split(report, console)
+        if args.markdown:
+            from simulations.studies.sanitizer_eval.scoring import split_markdown
+
+            with open(args.markdown, "w", encoding="utf-8") as fh:
+                fh.write(split_markdown(report))
     for ex in report.get("examples", []):
         console.print(f"{ex['id']} leaked {ex['type']}:", style="dim", highlight=False, markup=False)
         console.print("   " + ex["sanitized"], highlight=False, markup=False)

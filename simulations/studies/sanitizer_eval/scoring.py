@@ -542,3 +542,45 @@ def save_json(report: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)
         fh.write("\n")
+
+
+def split_markdown(report: dict) -> str:
+    """The per-type and per-source tables of a dev/test report, as Markdown (for docs/sanitizer.md)."""
+    systems = report["systems"]
+    lines = ["| entity type | count | " + " | ".join(s["name"] for s in systems) + " |",
+             "|---|---:|" + "---:|" * len(systems)]
+    for t in report["types"]:
+        label = {"AGE": "AGE ≤ 89 (quasi-identifier)", "AGE_OVER_89": "AGE > 89"}.get(t, t)
+        cells = []
+        for s in systems:
+            pt = s["per_type"].get(t)
+            cells.append(f"{100 * pt['leak_rate']:.1f}% ({pt['leaked']})" if pt else "-")
+        lines.append(f"| {label} | {systems[0]['per_type'].get(t, {}).get('count', 0)} | " + " | ".join(cells) + " |")
+    n_direct = sum(systems[0]["per_type"].get(t, {}).get("count", 0) for t in DIRECT_GOLD)
+    lines.append(f"| **direct identifiers** | {n_direct} | " + " | ".join(f"**{100 * s['direct_leak_rate']:.2f}%**" for s in systems) + " |")
+    lines.append("| **utility** (content words kept) | | " + " | ".join(f"**{100 * s['utility']:.1f}%**" for s in systems) + " |")
+    lines.append("| prompts/s in process (this run) | | " + " | ".join(f"{s['prompts_per_second']:.0f}" for s in systems) + " |")
+    lines += ["", "| source | direct identifiers | " + " | ".join(
+        f"{s['name']}" + (" (sanitized / on the wire)" if "wire" in s else "") for s in systems) + " |",
+        "|---|---:|" + "---:|" * len(systems)]
+    for src in report["sources"]:
+        n = sum(systems[0]["per_source"][src]["per_type"].get(t, {}).get("count", 0) for t in DIRECT_GOLD)
+        cells = []
+        for s in systems:
+            v = s["per_source"][src]
+            cell = f"{100 * v['direct_leak_rate']:.2f}% / {100 * v['utility']:.1f}%"
+            if "wire" in s:
+                w = s["wire_per_source"][src]
+                cell = f"{100 * v['direct_leak_rate']:.2f}% / {100 * w['direct_leak_rate']:.2f}% (utility {100 * v['utility']:.1f}% / {100 * w['utility']:.1f}%)"
+            cells.append(cell)
+        lines.append(f"| {src} | {n} | " + " | ".join(cells) + " |")
+    for s in systems:
+        if "calibration" in s:
+            c = s["calibration"]
+
+            def fmt(g):
+                return f"{g['with_leak']}/{g['prompts']} ({100 * g['leak_rate']:.1f}%)" if g["prompts"] else "0/0"
+
+            lines += ["", f"{s['name']}, residual risk over {report['risk_threshold']} refused: prompts holding a "
+                      f"leaked direct identifier among those sent {fmt(c['sent'])}, among those refused {fmt(c['refused'])}."]
+    return "\n".join(lines) + "\n"
