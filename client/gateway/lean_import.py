@@ -7,11 +7,11 @@ command whose process only sanitizes (``fedpriv sanitize``) calls it first with
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -20,7 +20,7 @@ class DeferredPackage(types.ModuleType):
     names come from one light submodule; any other attribute runs the real ``__init__`` (once,
     in this same module object, so identities hold) and is served from it."""
 
-    def __init__(self, name: str, init_file: Path, light: dict[str, str]) -> None:
+    def __init__(self, name: str, init_file: Path, light: dict[str, Callable[[], object]]) -> None:
         super().__init__(name)
         spec = importlib.util.spec_from_file_location(name, init_file, submodule_search_locations=[str(init_file.parent)])
         self.__spec__ = spec
@@ -35,7 +35,10 @@ class DeferredPackage(types.ModuleType):
         if attr.startswith("__"):
             raise AttributeError(attr)
         if attr in self._light and self._state == "deferred":
-            return getattr(importlib.import_module(self._light[attr]), attr)
+            return getattr(self._light[attr](), attr)
+        folder = Path(self.__path__[0])
+        if self._state == "deferred" and ((folder / attr / "__init__.py").is_file() or (folder / f"{attr}.py").is_file()):
+            raise AttributeError(attr)  # a submodule not imported yet: the import system loads it
         if self._state == "deferred":
             self.__dict__["_state"] = "running"
             self.__spec__.loader.exec_module(self)
@@ -44,7 +47,7 @@ class DeferredPackage(types.ModuleType):
         raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}")
 
 
-def _defer(parent: str, sub: str, light: dict[str, str]) -> None:
+def _defer(parent: str, sub: str, light: dict[str, Callable[[], object]]) -> None:
     name = f"{parent}.{sub}"
     if name in sys.modules:
         return
@@ -54,6 +57,13 @@ def _defer(parent: str, sub: str, light: dict[str, str]) -> None:
     init_file = Path(next(iter(spec.submodule_search_locations))) / sub / "__init__.py"
     if init_file.is_file():
         sys.modules[name] = DeferredPackage(name, init_file, light)
+
+
+def _nlp_engine_recognizers():
+    """The light submodule that holds the three class names Presidio's registry imports."""
+    from presidio_analyzer.predefined_recognizers import nlp_engine_recognizers
+
+    return nlp_engine_recognizers
 
 
 def import_presidio_lean(defer_predefined: bool = False) -> None:
@@ -76,9 +86,9 @@ def import_presidio_lean(defer_predefined: bool = False) -> None:
         return
     os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
     if defer_predefined:
-        light = "presidio_analyzer.predefined_recognizers.nlp_engine_recognizers"
         _defer("presidio_analyzer", "predefined_recognizers",
-               {"SpacyRecognizer": light, "StanzaRecognizer": light, "TransformersRecognizer": light})
+               {"SpacyRecognizer": _nlp_engine_recognizers, "StanzaRecognizer": _nlp_engine_recognizers,
+                "TransformersRecognizer": _nlp_engine_recognizers})
     blocked = [name for name in ("transformers", "torch") if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]
