@@ -17,11 +17,12 @@ from fedpriv.errors import ConfigError
 PROFILES = ("hospital", "phone")
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks", "ghost")
-# AdamW's step under record-level DP-SGD (client.dp_training.dp_learning_rate). Noise-dominated Adam
-# moves each coordinate about one step per update at random, so after T steps it has wandered ~step·√T:
-# `capped` keeps that walk within DP_WALK_RADIUS. 0.15 was the best of a step grid on a tuning
-# federation (seed 100, hospitals, 240 training records, ε = 8: 0.01 over 225 steps); with 80 records
-# (75 steps) the cap is 0.0173, above the 1/σ rule's step there, so those runs are unchanged.
+# AdamW's step under record-level DP-SGD (client.dp_training.dp_learning_rate). When the noise
+# dominates the gradient, Adam moves each coordinate about one step per update in a random
+# direction, so after T steps the adapter has drifted ~step·√T; `capped` bounds that drift by
+# DP_WALK_RADIUS (step ≤ DP_WALK_RADIUS/√T). The radius is an empirical default for LoRA adapters
+# of the shipped model, not a derived bound; the cap binds only on long runs, once
+# T > (DP_WALK_RADIUS·max(σ, 1)/learning-rate)².
 DP_WALK_RADIUS = 0.15
 DP_STEP_SIZES = ("capped", "inverse-sigma", "fixed")
 DP_STEP_RULES = {
@@ -35,7 +36,7 @@ DP_STEP_HELP = "record-level DP-SGD's AdamW step: " + "; ".join(f"{name} = {rule
 # i.e. the federation's updates, so the whole budget goes there; the personalization and local-only,
 # which never leave the device, train without noise and choose epochs and λ on validation. That is
 # joint DP (Jain et al., NeurIPS 2021): no other party's view depends on a record beyond ε, while a
-# device's own model may use its own records freely (as under client-level DP already).
+# device's own model may use its own records freely (as under client-level DP).
 DP_SCOPES = ("all", "uploads")
 DP_SCOPE_COVERS = {
     "all": "every training on the device's records, the on-device fine-tuning included",

@@ -11,32 +11,20 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageTy
 
 from strategies.base import decode_record
 from strategies.fedavg import FedAvgLora
-from tests.fakes import (
-    FakeGrid,
-    default_metrics,
-    ensure_task_identity,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-)
 from strategies.validation import ValidationPolicy, check_arrays, template_of
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, default_metrics, instruction_arrays, make_adapter, make_reply
+
+pytestmark = pytest.mark.usefixtures("task_identity")
 
 VALID_NODES = [1, 2, 3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _identity():
-    ensure_task_identity()
-
-
 def _strategy(**kwargs) -> FedAvgLora:
-    return FedAvgLora(min_train_nodes=1, min_available_nodes=1, min_evaluate_nodes=1, seed=0, **kwargs)
+    return FedAvgLora(**ONE_NODE, **kwargs)
 
 
 def _configure(strategy, nodes, arrays, server_round=1):
-    msgs = strategy.configure_train(server_round, ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                                    ConfigRecord({"lr": 0.1}), FakeGrid(nodes))
-    return {m.metadata.dst_node_id: m for m in msgs}
+    return configure_by_node(strategy, nodes, arrays, server_round, config={"lr": 0.1})
 
 
 def _trained(instruction: Message, seed: int) -> dict[str, np.ndarray]:

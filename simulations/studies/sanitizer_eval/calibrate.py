@@ -20,7 +20,7 @@ from client.gateway.normalize import normalize
 from client.gateway.risk import FEATURES, MODEL_PATH, RiskModel, features
 from client.gateway.sanitizer import DIRECT_TYPES, PromptSanitizer
 from simulations.studies.sanitizer_eval.dataset import load
-from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, _blank, leaked
+from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, blank_identifiers, leaked
 
 L2 = 1.0
 
@@ -35,7 +35,7 @@ def dev_rows(config_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
             continue
         norm = normalize(p.text).text
         x = features(result.sanitized, sum(1 for e in result.entities if e.type in DIRECT_TYPES), truecase(norm) != norm)
-        blanked = _blank(p.text, p.spans)
+        blanked = blank_identifiers(p.text, p.spans)
         y = any(s.type in DIRECT_GOLD and leaked(s, blanked, result.sanitized) for s in p.spans)
         xs.append([x[k] for k in FEATURES])
         ys.append(1.0 if y else 0.0)

@@ -93,7 +93,7 @@ _ADDRESS_FILLER = frozenset(
 )
 
 
-def _blank(text: str, spans: list[GoldSpan]) -> str:
+def blank_identifiers(text: str, spans: list[GoldSpan]) -> str:
     chars = list(text)
     for s in spans:
         for i in range(s.start, s.end):
@@ -259,7 +259,7 @@ def evaluate_system(name: str, sanitize: Callable[[str], object], prompts: list[
     for p, (out, risk) in zip(prompts, outputs):
         refused = out is None or (risk_threshold is not None and risk is not None and risk > risk_threshold)
         text_out = out or ""
-        blanked = _blank(p.text, p.spans)
+        blanked = blank_identifiers(p.text, p.spans)
         counts: Counter = Counter()
         leaks: Counter = Counter()
         for span in p.spans:

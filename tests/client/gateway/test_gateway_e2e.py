@@ -342,7 +342,7 @@ def test_evaluation_prompts_on_the_wire_are_the_sanitized_text(tmp_path, real_sa
     the wire is exactly the sanitizer's output (no other path) and no gold identifier of the
     sample is on it (the evaluation measures the rate on the whole set; docs/sanitizer.md)."""
     from simulations.studies.sanitizer_eval.dataset import load, source_of
-    from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, _blank, leaked
+    from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, blank_identifiers, leaked
 
     sanitizer, new_session = real_sanitizer
     by_source: dict[str, list] = {}
@@ -362,7 +362,7 @@ def test_evaluation_prompts_on_the_wire_are_the_sanitized_text(tmp_path, real_sa
                 continue
             sent = json.loads(cloud.requests[-1])["messages"][-1]["content"]
             assert sent == result.sent == sanitizer.sanitize(p.text).sanitized
-            blanked = _blank(p.text, p.spans)
+            blanked = blank_identifiers(p.text, p.spans)
             spans = [s for s in p.spans if s.type in DIRECT_GOLD]
             wire_leaks += sum(leaked(s, blanked, sent) for s in spans)
     assert wire_leaks == 0

@@ -11,7 +11,7 @@ import pytest
 from client.gateway import abstraction
 from client.gateway.config import ConfigError, config_from_dict, load_config
 from simulations.studies.sanitizer_eval.prompts import eval_name_pools, eval_places, generate
-from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, GoldSpan, _blank, evaluate_system, leaked
+from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, GoldSpan, blank_identifiers, evaluate_system, leaked
 from client.gateway.sanitizer import PromptSanitizer
 from client.gateway.session import ConversationSession, EncryptedVault, VaultError, load_or_create_key
 from client.gateway.types import SanitizationError, SanitizedPrompt
@@ -340,7 +340,7 @@ def test_leak_rate_on_small_eval_sets(sanitizer):
 def test_leak_rule_itself():
     text = "Call Zofia Wrona at 555-123-4567."
     spans = [GoldSpan("PERSON", 5, 16, "Zofia Wrona"), GoldSpan("PHONE", 20, 32, "555-123-4567")]
-    blanked = _blank(text, spans)
+    blanked = blank_identifiers(text, spans)
     assert leaked(spans[0], blanked, "Call Zofia [X] at [P].")
     assert not leaked(spans[0], blanked, "Call [X] at [P].")
     assert leaked(spans[1], blanked, "Call [X] at 555 123 4567.")  # reformatting does not hide it
