@@ -149,6 +149,21 @@ _PREFIX_STREET = (
 )
 _HOUSE_NO = r"\d{1,5}[a-zA-Z]?(?:\s?[/-]\s?\d{1,4}[a-zA-Z]?)?"
 _CONNECT_WORDS = r"(?i:de|del|de la|de los|de las|da|do|dos|das|di|della|du|des|la|le|van|von|der|den|y|e|i)"
+# cheap pre-checks (substring tests, much faster than a regex alternation searched at every
+# position): the street patterns below only run on a text that holds a street-type word
+_TYPE_WORDS = tuple(
+    sorted({w.replace("(?:ss|ß)", "ss") for w in re.findall(r"[^|()?:\\]+(?:\(\?:ss\|ß\))?[^|()?:\\]*",
+            _SUFFIX_STREET.split("(?i:", 1)[1] + "|" + _SEPARATE_TYPE_WORD + "|" + _PREFIX_STREET) if len(w.strip(".")) >= 2})
+) + ("straße", "strasse")
+
+
+_LONG_TYPE_WORDS = tuple(w for w in _TYPE_WORDS if len(w) >= 4)
+_SHORT_TYPE_WORD = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in _TYPE_WORDS if len(w) < 4) + r")(?![\w])", re.IGNORECASE)
+
+
+def _has_type_word(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in _LONG_TYPE_WORDS) or _SHORT_TYPE_WORD.search(text) is not None
 _SUFFIX_ADDRESS = re.compile(
     r"(?<![\w-])(?:(?:" + _CAP_PART + r"[ -]){0,3}" + _SUFFIX_STREET + r"|" + _CAP_PART + r"[ -](?:" + _NAME_PART + r"[ -]){0,2}" + _SEPARATE_TYPE_WORD + r")"
     r"(?![\w])\.?(?:,?[ \t]?(?i:nr\.?|no\.?)?[ \t]?" + _HOUSE_NO + r"(?![\w/]))?"
@@ -205,15 +220,16 @@ class InternationalAddressRecognizer(GatewayRecognizer):
 
     def find(self, text: str):
         hits: list[Hit] = []
-        for m in _SUFFIX_ADDRESS.finditer(text):
+        typed = _has_type_word(text)
+        for m in (_SUFFIX_ADDRESS.finditer(text) if typed else ()):
             has_number = any(c.isdigit() for c in m.group())
             if not has_number and is_common_word(m.group().split()[-1].rstrip(".")):
                 continue  # "Hearing", "Spring": an English word, not a street without its number
             hits.append(("ADDRESS", m.start(), m.end(), 0.9 if has_number else 0.75))
-        for m in _SUFFIX_LOWER.finditer(text):
+        for m in (_SUFFIX_LOWER.finditer(text) if typed else ()):
             if not is_common_word(m.group().split()[0]):
                 hits.append(("ADDRESS", m.start(), m.end(), 0.8))
-        for m in _PREFIX_ADDRESS.finditer(text):
+        for m in (_PREFIX_ADDRESS.finditer(text) if typed else ()):
             value = m.group()
             words = value.split()
             if len(words) < 2 or not any(w[:1].isupper() for w in words[1:]) and not any(c.isdigit() for c in value):
