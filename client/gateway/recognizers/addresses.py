@@ -157,8 +157,10 @@ _TYPE_WORDS = tuple(
 ) + ("straße", "strasse")
 
 
-_LONG_TYPE_WORDS = tuple(w for w in _TYPE_WORDS if len(w) >= 4)
-_SHORT_TYPE_WORD = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in _TYPE_WORDS if len(w) < 4) + r")(?![\w])", re.IGNORECASE)
+# compound suffixes of three letters ("Dybensvej", "Kreidlstr.") are substrings; the two-letter
+# prefixes ("ul.", "al.", "av.") count only as words, or every text would pass
+_LONG_TYPE_WORDS = tuple(w for w in _TYPE_WORDS if len(w) >= 3)
+_SHORT_TYPE_WORD = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in _TYPE_WORDS if len(w) < 3) + r")(?![\w])", re.IGNORECASE)
 
 
 def _has_type_word(text: str) -> bool:
