@@ -202,7 +202,10 @@ class PromptSanitizer:
         caseless = analyzed != norm.text
         found = _merge(found)
         for _ in range(2):  # a second pass sees what the first added (a city, then its postcode)
-            found = _merge(refine(analyzed, found, caseless=caseless))
+            refined = _merge(refine(analyzed, found, caseless=caseless))
+            if refined == found:
+                break
+            found = refined
         raw = []
         for r in found:
             start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)

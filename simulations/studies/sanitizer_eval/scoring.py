@@ -435,23 +435,7 @@ def render_split(report: dict, console=None) -> None:
     console = console or Console()
     systems = report["systems"]
     title = f"Sanitizer eval, {report['split']} part: {report['n_prompts']} prompts, sources {', '.join(report['sources'])}"
-    table = Table(title=title)
-    table.add_column("entity type")
-    table.add_column("count", justify="right")
-    for s in systems:
-        table.add_column(f"leak: {s['name']}", justify="right")
-    for t in report["types"]:
-        row = [{"AGE": "AGE <= 89 (quasi)", "AGE_OVER_89": "AGE > 89"}.get(t, t), str(systems[0]["per_type"].get(t, {}).get("count", 0))]
-        for s in systems:
-            pt = s["per_type"].get(t)
-            row.append(f"{100 * pt['leak_rate']:.1f}% ({pt['leaked']})" if pt else "-")
-        table.add_row(*row)
-    table.add_section()
-    table.add_row("direct identifiers", str(sum(systems[0]["per_type"].get(t, {}).get("count", 0) for t in DIRECT_GOLD)),
-                  *[f"{100 * s['direct_leak_rate']:.2f}%" for s in systems])
-    table.add_row("utility (content words kept)", "", *[f"{100 * s['utility']:.1f}%" for s in systems])
-    table.add_row("prompts/s (in process, this run)", "", *[f"{s['prompts_per_second']:.0f}" for s in systems])
-    console.print(table)
+    console.print(per_type_table(report, title, with_counts=True))
 
     by_source = Table(title="Direct identifiers leaked / utility, per source (sanitized text; wire = after refusals)")
     by_source.add_column("source")
@@ -505,31 +489,39 @@ def run_eval(n: int = 500, seed: int = 0, config_path: str | None = None, baseli
     }
 
 
-def render_table(report: dict, console=None) -> None:
-    from rich.console import Console
+def per_type_table(report: dict, title: str, with_counts: bool):
+    """The rich table of leak rates per entity type, one column per system."""
     from rich.table import Table
 
-    console = console or Console()
     systems = report["systems"]
-    table = Table(title=f"Sanitizer eval: {report['n_prompts']} synthetic prompts (seed {report['seed']}, {report.get('template_set', 'standard')} templates)")
+    table = Table(title=title)
     table.add_column("entity type")
     table.add_column("count", justify="right")
     for s in systems:
         table.add_column(f"leak: {s['name']}", justify="right")
     for t in report["types"]:
-        label = {"AGE": "AGE <= 89 (quasi)", "AGE_OVER_89": "AGE > 89"}.get(t, t)
-        count = systems[0]["per_type"].get(t, {}).get("count", 0)
-        row = [label, str(count)]
+        row = [{"AGE": "AGE <= 89 (quasi)", "AGE_OVER_89": "AGE > 89"}.get(t, t), str(systems[0]["per_type"].get(t, {}).get("count", 0))]
         for s in systems:
             pt = s["per_type"].get(t)
-            row.append(f"{100 * pt['leak_rate']:.1f}%" if pt else "-")
+            row.append(("-" if not pt else f"{100 * pt['leak_rate']:.1f}%" + (f" ({pt['leaked']})" if with_counts else "")))
         table.add_row(*row)
     table.add_section()
     table.add_row("direct identifiers", str(sum(systems[0]["per_type"].get(t, {}).get("count", 0) for t in DIRECT_GOLD)),
                   *[f"{100 * s['direct_leak_rate']:.2f}%" for s in systems])
     table.add_row("utility (content words kept)", "", *[f"{100 * s['utility']:.1f}%" for s in systems])
-    table.add_row("prompts/s (this run)", "", *[f"{s['prompts_per_second']:.0f}" if s["prompts_per_second"] else "-" for s in systems])
-    console.print(table)
+    table.add_row("prompts/s (in process, this run)", "",
+                  *[f"{s['prompts_per_second']:.0f}" if s.get("prompts_per_second") else "-" for s in systems])
+    return table
+
+
+def render_table(report: dict, console=None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    systems = report["systems"]
+    console.print(per_type_table(
+        report, f"Sanitizer eval: {report['n_prompts']} synthetic prompts (seed {report['seed']}, "
+        f"{report.get('template_set', 'standard')} templates)", with_counts=False))
     ours = systems[0]
     goal_leak, goal_util = ours["direct_leak_rate"] <= 0.01, ours["utility"] >= 0.90
     console.print(
