@@ -197,11 +197,11 @@ def _address_block_places(text: str, spans: list[Span]) -> list[Span]:
 
 def truecase(text: str) -> str:
     """All-lower-case or all-capitals text with its likely proper nouns capitalized (same length)."""
-    letters = [c for c in text if c.isalpha()]
-    if len(letters) < 8:
+    letters = sum(map(str.isalpha, text))
+    if letters < 8:
         return text
-    upper = sum(1 for c in letters if c.isupper())
-    if 0.02 < upper / len(letters) < 0.8:
+    upper = sum(map(str.isupper, text))
+    if 0.02 < upper / letters < 0.8:
         return text
     chars = list(text)
     sentence_start = True

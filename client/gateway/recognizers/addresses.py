@@ -160,12 +160,16 @@ _TYPE_WORDS = tuple(
 # compound suffixes of three letters ("Dybensvej", "Kreidlstr.") are substrings; the two-letter
 # prefixes ("ul.", "al.", "av.") count only as words, or every text would pass
 _LONG_TYPE_WORDS = tuple(w for w in _TYPE_WORDS if len(w) >= 3)
-_SHORT_TYPE_WORD = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in _TYPE_WORDS if len(w) < 3) + r")(?![\w])", re.IGNORECASE)
+_SHORT_TYPE_WORDS = frozenset(w for w in _TYPE_WORDS if len(w) < 3)
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def _has_type_word(text: str) -> bool:
-    low = text.lower()
-    return any(w in low for w in _LONG_TYPE_WORDS) or _SHORT_TYPE_WORD.search(text) is not None
+    """A word that ends in a street-type word of three letters or more, or is a short one."""
+    for word in _LETTERS.findall(text.lower()):
+        if word.endswith(_LONG_TYPE_WORDS) or word in _SHORT_TYPE_WORDS:
+            return True
+    return False
 _SUFFIX_ADDRESS = re.compile(
     r"(?<![\w-])(?:(?:" + _CAP_PART + r"[ -]){0,3}" + _SUFFIX_STREET + r"|" + _CAP_PART + r"[ -](?:" + _NAME_PART + r"[ -]){0,2}" + _SEPARATE_TYPE_WORD + r")"
     r"(?![\w])\.?(?:,?[ \t]?(?i:nr\.?|no\.?)?[ \t]?" + _HOUSE_NO + r"(?![\w/]))?"

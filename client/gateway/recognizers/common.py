@@ -114,6 +114,7 @@ def _read_lines(filename: str) -> frozenset[str]:
 _INFLECTIONS = ("'s", "’s", "ies", "es", "s", "ed", "ing", "ly")
 
 
+@lru_cache(maxsize=1 << 16)  # the same words recur in every prompt; called by every family
 def is_common_word(word: str) -> bool:
     """True when ``word`` (any case) is an ordinary English word or a simple inflection of one."""
     low = word.lower()

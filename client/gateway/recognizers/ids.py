@@ -141,7 +141,7 @@ class GatewayContactRecognizer(GatewayRecognizer):
                         continue
                     hits.append(("IP_ADDRESS", m.start(), m.end(), 0.95))
         # phones: libphonenumber for anything with 7+ digits
-        if sum(ch.isdigit() for ch in text) >= 7:
+        if sum(map(str.isdigit, text)) >= 7:
             spans = []
             for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
                 spans.append((match.start, match.end))
@@ -231,7 +231,9 @@ class GatewayCatchAllIdRecognizer(GatewayRecognizer):
                 hits.append(("ID", m.start(), m.end(), 0.4))
         for m in _CODE.finditer(text):
             tok = m.group()
-            n_digits = sum(c.isdigit() for c in tok)
+            if tok.isalpha() or tok.isdigit():  # most words: no letter/digit mix, nothing to check
+                continue
+            n_digits = sum(map(str.isdigit, tok))
             n_alpha = sum(c.isalpha() for c in tok)
             if n_alpha == 0 or n_digits == 0 or _CODE_ALLOW.match(tok):
                 continue
