@@ -25,9 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fed = sim.add_argument_group("federation")
     fed.add_argument("--rounds", type=int, default=defaults.rounds)
     fed.add_argument("--clients-per-round", type=int, default=None, help="clients sampled for training each round (default: all)")
-    fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), a local model directory, or a cached Hugging Face model id")
+    fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), an installed model (`fedpriv model list`, e.g. smollm2-135m), "
+                          "a local model directory, or a cached Hugging Face model id")
     fed.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
-    fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt")
+    fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt, or 'auto' (the architecture's usual ones: q_proj,v_proj for Llama)")
     fed.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     fed.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
                      help="epochs of on-device fine-tuning to reserve for `fedpriv personalize` after the run (σ is calibrated to cover them)")
