@@ -18,7 +18,7 @@ from flwr.app import Message
 from fedpriv.config import RunConfig
 
 TRAIN_KEYS = ("train_loss", "start_perplexity", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "round_steps", "num-examples", "learning_rate")
-EVAL_KEYS = ("eval_loss", "eval_perplexity")
+EVAL_KEYS = ("eval_loss", "eval_perplexity", "eval_bits_per_byte")
 
 
 def _clean(value: Any) -> Any:

@@ -149,15 +149,16 @@ def _print_summary(out: Path, metrics: dict) -> None:
 
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
     privacy = metrics["privacy"]["record_level"]
-    table = Table(title=f"round {last['round']}: held-out perplexity and record-level ε (DP mode {metrics['privacy']['mode']})")
-    for column in ("client", "perplexity", "ε", "δ", "steps"):
+    table = Table(title=f"round {last['round']}: held-out perplexity, bits per byte and record-level ε (DP mode {metrics['privacy']['mode']})")
+    for column in ("client", "perplexity", "bits/byte", "ε", "δ", "steps"):
         table.add_column(column)
     for entry in last["clients"]:
         p = privacy.get(entry["client_id"], {})
-        ppl = entry.get("eval_perplexity")
+        ppl, bpb = entry.get("eval_perplexity"), entry.get("eval_bits_per_byte")
         table.add_row(
             entry["client_id"],
             "–" if ppl is None else f"{ppl:.2f}",
+            "–" if bpb is None else f"{bpb:.3f}",
             f"{p['epsilon']:.3f}" if p else "–",
             f"{p['delta']:g}" if p else "–",
             str(p.get("steps", "–")),
