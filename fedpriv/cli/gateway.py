@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get(ENV_STATE_DIR, "~/.fedpriv/gateway"),
         help=f"gateway state: device key, vault, outgoing log (default: ${ENV_STATE_DIR} or ~/.fedpriv/gateway)",
     )
-    ask.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per cloud request (default: 60)")
+    ask.add_argument("--timeout", type=_positive_float, default=60.0, help="deadline in seconds for each cloud request attempt as a whole, not per read (default: 60)")
     ask.add_argument("--max-retries", type=_non_negative_int, default=2, help="retries on 5xx/timeout/connection errors (default: 2)")
     ask.add_argument("--local-model", default="default", help='on-device model: "default", a directory or a cached HF id')
     ask.add_argument("--min-confidence", type=_fraction, default=0.5, help="auto: answer locally at or above this confidence (default: 0.5)")
@@ -218,7 +218,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         print(f"fedpriv ask: error: {where}: {message}" if kind == "error" else f"fedpriv ask: {where}: {kind}: {message}", file=sys.stderr)
 
     with open_input(args.input) as fin, open_output(args.output, args.input) as fout:
-        counts = ask_lines(fin, fout, gateway, name, report)
+        counts = ask_lines(fin, fout, gateway, report)
     print(f"fedpriv ask: {counts}", file=sys.stderr)
     return 1 if counts.failed else 0
 
