@@ -75,10 +75,15 @@ class Settings:
         return ["custom"] if self.data_dir else list(self.profiles)
 
     def run_config(self, profile: str, epsilon: float | None, strategy: str, data_dir: str, out: str) -> RunConfig:
+        # The comparison's protocol: every device trains in every round, in plaintext aggregation
+        # (the phone profile's defaults sample a share of the fleet per round).
+        every_device = len(list(Path(data_dir).glob("*.jsonl"))) or None  # the devices of the prepared data
         return RunConfig(
             profile="hospital" if profile == "custom" else profile,
             data_dir=data_dir,
             num_clients=None,
+            clients_per_round=every_device,
+            min_train_nodes=every_device,
             rounds=self.rounds,
             model=self.model,
             lora_rank=self.lora_rank,

@@ -46,3 +46,10 @@ def test_run_configs_carry_the_privacy_level(tmp_path):
     assert private.record_dp and private.target_epsilon == 4.0 and private.strategy == "ffa" and private.accountant == "rdp"
     plain = settings.run_config("custom", None, "fedavg", str(tmp_path), "out")
     assert not plain.record_dp and plain.target_epsilon == 0.0 and plain.profile == "hospital"  # your own data: hospital's defaults
+
+
+def test_every_device_trains_every_round_in_plaintext_whatever_the_profile_defaults(tmp_path):
+    for i in range(8):
+        (tmp_path / f"phone-{i:02d}.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
+    config = Settings().run_config("phone", 8.0, "fedavg", str(tmp_path), "o")
+    assert config.clients_per_round == 8 and config.min_train_nodes == 8
