@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import DP_WALK_RADIUS, RunConfig
 from fedpriv.errors import PrivacyBudgetExhausted
+from fedpriv.noise import SECURE, NoiseSource, SecureNoise
 
 IGNORE = -100
 
@@ -30,6 +31,7 @@ class TrainOutcome:
     noise_multiplier: float  # 0.0 without DP
     sample_rate: float
     learning_rate: float = 0.0  # AdamW's step size actually used (under DP: dp_learning_rate)
+    noise_source: str = ""  # where the DP-SGD noise came from (fedpriv.noise; "" without DP)
 
 
 def encode(tokenizer, texts: list[str], max_seq_len: int) -> TensorDataset:
@@ -217,6 +219,7 @@ def _train_private(
         dp_model, dp_optimizer, dp_criterion, dp_loader = private
     else:
         dp_model, dp_optimizer, dp_loader = private
+    noise_name = draw_noise_from(dp_optimizer, SecureNoise()) if config.noise == SECURE else SEEDED_TORCH_NOISE
     losses: list[float] = []
     steps = 0
     try:
@@ -243,7 +246,31 @@ def _train_private(
         dp_model._close()  # remove Opacus hooks from the (shared) peft model
     ledger.history = [tuple(s) for s in engine.accountant.history]
     mean_loss = sum(losses) / len(losses) if losses else float("nan")
-    return TrainOutcome(mean_loss, num_records, steps, sigma, sample_rate_for(num_records, config.batch_size), optimizer.param_groups[0]["lr"])
+    return TrainOutcome(mean_loss, num_records, steps, sigma, sample_rate_for(num_records, config.batch_size), optimizer.param_groups[0]["lr"],
+                        noise_name)
+
+
+# Opacus' own noise, from torch's generator (seeded by the device's training seed): reproducible.
+SEEDED_TORCH_NOISE = "seeded torch generator (Opacus default, seeded per device and round): reproducible, not cryptographic"
+
+
+def draw_noise_from(dp_optimizer, source: NoiseSource) -> str:
+    """Make an Opacus DP optimizer (plain or ghost clipping) draw its Gaussian noise from `source`.
+
+    Opacus adds N(0, (σ·C)²) to each parameter's summed clipped gradient in `add_noise`; with
+    `secure_mode` unavailable on torch 2.x, this replaces that one step on this optimizer instance
+    and nothing else (clipping, scaling and accounting stay Opacus'). Returns the source's name."""
+
+    def add_noise() -> None:
+        multiplier = getattr(dp_optimizer, "_adjusted_noise_multiplier", dp_optimizer.noise_multiplier)
+        std = float(multiplier) * float(dp_optimizer.max_grad_norm)
+        for param in dp_optimizer.params:
+            summed = param.summed_grad
+            noise = torch.from_numpy(source.normal(tuple(summed.shape), std)).to(dtype=summed.dtype, device=summed.device)
+            param.grad = (summed + noise).view_as(param)
+
+    dp_optimizer.add_noise = add_noise
+    return source.name
 
 
 @torch.no_grad()
