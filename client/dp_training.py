@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import DP_WALK_RADIUS, RunConfig
+from fedpriv.data import clip_text
 from fedpriv.errors import PrivacyBudgetExhausted
 
 IGNORE = -100
@@ -32,8 +33,10 @@ class TrainOutcome:
 
 
 def encode(tokenizer, texts: list[str], max_seq_len: int) -> TensorDataset:
-    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss."""
-    batch = tokenizer(texts, max_length=max_seq_len, truncation=True, padding="max_length", return_tensors="pt")
+    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss. Each
+    text is cut before tokenizing (`clip_text`): a huge record must not be tokenized whole."""
+    batch = tokenizer([clip_text(t, max_seq_len) for t in texts], max_length=max_seq_len, truncation=True,
+                      padding="max_length", return_tensors="pt")
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = IGNORE
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
