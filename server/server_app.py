@@ -140,36 +140,6 @@ def make_server_app(config: RunConfig, on_round_end: Callable[[int], None] | Non
 app = ServerApp()
 
 
-def is_simulation(grid: Grid) -> bool:
-    """Whether the nodes are Flower's simulated SuperNodes (`flwr run` on a simulation SuperLink)."""
-    from flwr.superlink.grid import InMemoryGrid
-
-    return isinstance(grid, InMemoryGrid)
-
-
-def prepare_flower_run(config: RunConfig, grid: Grid) -> RunConfig:
-    """The run config of a `flwr run`. On the simulation engine the virtual nodes have no data of
-    their own: as in `fedpriv simulate`, an empty data-dir means a synthetic federation of one client
-    per simulated SuperNode, written into the run directory with the devices' state. In a deployment
-    each SuperNode names its data (node config data-path); the server needs num-clients."""
-    if not config.out:
-        config.out = str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    config.out = str(Path(config.out).resolve())
-    if is_simulation(grid):
-        from simulations.simulate import prepare_run  # the same preparation as `fedpriv simulate`
-
-        nodes = len(list(grid.get_node_ids()))
-        clients = len(list_client_files(Path(config.data_dir))) if config.data_dir else (config.num_clients or nodes)
-        if clients != nodes:
-            raise ValueError(f"the simulation has {nodes} SuperNodes but the run needs {clients} clients; "
-                             f'run with --federation-config "num-supernodes={clients}"')
-        config.num_clients = clients
-        return prepare_run(config)
-    if not config.data_dir and config.num_clients is None:
-        raise ValueError("run config num-clients is required in a deployment: how many SuperNodes take part")
-    return config.validated()
-
-
 def run_config_from_flower(values: dict) -> RunConfig:
     """The run config of `[tool.flwr.app.config]` + `--run-config`. Flower's config has no None, so
     pyproject.toml declares the optional keys (num-clients, clients-per-round) as "": unset."""
@@ -179,6 +149,12 @@ def run_config_from_flower(values: dict) -> RunConfig:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    config = prepare_flower_run(run_config_from_flower(dict(context.run_config)), grid)
+    config = run_config_from_flower(dict(context.run_config))
+    if not config.out:
+        config.out = str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    config.out = str(Path(config.out).resolve())
+    if not config.data_dir and config.num_clients is None:
+        # A deployment's SuperNodes name their own data (node config data-path); the server needs their number.
+        raise ValueError("run config needs num-clients (the SuperNodes of a deployment) or data-dir (a folder of client files)")
     print(f"fedpriv: run directory {config.out}", flush=True)
-    run_federation(grid, config)
+    run_federation(grid, config.validated())

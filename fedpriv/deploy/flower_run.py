@@ -27,6 +27,10 @@ class RunStatusUnknown(FedprivError):
     """The SuperLink did not report a final status for the run."""
 
 
+class FlowerNotFound(FedprivError):
+    """Flower's CLI is not installed where fedpriv runs."""
+
+
 def run_status(run_id: int, superlink: str | None = None) -> tuple[str, str]:
     """(status, details) of a run as the SuperLink reports it, e.g. ("finished:failed", "...")."""
     argv = ["flwr", "list", *([superlink] if superlink else []), "--run-id", str(run_id), "--format", "json"]
@@ -55,7 +59,11 @@ def run_and_check(app: str, superlink: str | None, flwr_options: Sequence[str], 
     out = out or sys.stdout
     argv = ["flwr", "run", app, *([superlink] if superlink else []), "--stream", *flwr_options]
     run_id = None
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as flwr:
+    try:
+        flwr = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    except FileNotFoundError:
+        raise FlowerNotFound("`flwr` (Flower's CLI) is not on PATH: run in fedpriv's environment") from None
+    with flwr:
         assert flwr.stdout is not None
         for line in flwr.stdout:
             out.write(line)

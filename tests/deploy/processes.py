@@ -73,22 +73,19 @@ class Processes:
                          for p in sorted(self.logs.glob("*.log")))
 
     def stop(self, name: str) -> None:
-        _kill([self.started[name].pid])
-        self.started[name].wait()
+        _kill({self.started[name].pid: self.started[name]})
 
     def stop_all(self) -> None:
-        _kill([p.pid for p in self.started.values()])
-        for process in self.started.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        _kill(list(_naming(self.root)))
+        _kill({p.pid: p for p in self.started.values()})
+        _kill({pid: None for pid in _naming(self.root)})
 
 
-def _kill(pids: list[int]) -> None:
+def _kill(roots: dict[int, subprocess.Popen | None]) -> None:
+    """Terminate each root and all its descendants (SIGKILL after 5 s). Our own children are reaped by
+    their Popen, so that their return code is the real one (psutil would reap them first, and Popen
+    would then report 0)."""
     victims: dict[int, psutil.Process] = {}
-    for pid in pids:
+    for pid in roots:
         try:
             parent = psutil.Process(pid)
             for process in [parent, *parent.children(recursive=True)]:
@@ -100,7 +97,14 @@ def _kill(pids: list[int]) -> None:
             process.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(list(victims.values()), timeout=5)
+    for popen in filter(None, roots.values()):
+        try:
+            popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    others = [p for pid, p in victims.items() if roots.get(pid) is None]
+    _, alive = psutil.wait_procs(others, timeout=5)
     for process in alive:
         try:
             process.kill()

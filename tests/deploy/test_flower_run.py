@@ -76,3 +76,9 @@ def test_no_run_id_is_a_failure(fake_flwr, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_RUN_ID", "")
     assert main(["deploy", "run"]) == 1
     assert "printed no run id" in capsys.readouterr().err
+
+
+def test_without_flower_on_path_the_error_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["deploy", "run"]) == 2
+    assert "`flwr` (Flower's CLI) is not on PATH" in capsys.readouterr().err

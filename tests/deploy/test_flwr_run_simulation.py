@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedpriv.deploy.plan import Command
-from tests.deploy.processes import Processes, free_ports
+from tests.deploy.processes import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,15 +31,6 @@ def _fresh_copy(dest: Path) -> Path:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     return dest
-
-
-@pytest.fixture()
-def processes(tmp_path):
-    running = Processes(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()  # also the local SuperLink `flwr run` left running (it names this test's FLWR_HOME)
 
 
 def test_flwr_run_on_a_fresh_copy_completes_and_a_failing_run_exits_non_zero(tmp_path, processes):

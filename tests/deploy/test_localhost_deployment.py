@@ -13,24 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from fedpriv.deploy.credentials import KEY_MODE, create_file, make_node_key
+from fedpriv.deploy.credentials import KEY_MODE, PUBLIC_MODE, create_file, make_node_key
 from fedpriv.deploy.plan import Command, Node, plan_deployment, write_deployment
 from simulations.synthetic import generate_federation, write_federation
-from tests.deploy.processes import Processes, environment, free_ports, wait_for
+from tests.deploy.processes import environment, free_ports, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]  # the fedpriv checkout: the app `flwr run` bundles
 NODES = 3
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def processes(tmp_path):
-    running = Processes(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 def _online(deployment) -> set[int]:
@@ -48,24 +39,23 @@ def test_tls_deployment_with_authenticated_supernodes(tmp_path, processes):
     write_federation(data, generate_federation("hospital", NODES + 1, 12, seed=5))
     files = sorted(data.glob("*.jsonl"))
     port, *node_ports = free_ports(1 + NODES + 2)
-    deployment = plan_deployment(tmp_path / "deploy", NODES + 1, "127.0.0.1", "hospital", port=port, node_port=node_ports[0],
-                                 data_files=files, rounds=2)
+    deployment = plan_deployment(tmp_path / "deploy", NODES, "127.0.0.1", "hospital", port=port, node_port=node_ports[0],
+                                 data_files=files[:NODES], rounds=2)
     write_deployment(deployment)
-    legit, spare = deployment.nodes[:NODES], deployment.nodes[NODES]
+    # Two impostors: a key nobody registered, and a registered key without the CA certificate to
+    # trust the SuperLink with.
+    intruder = _extra_node(tmp_path / "intruder", files[NODES], node_ports[NODES])
+    untrusted = _extra_node(tmp_path / "untrusted", files[NODES], node_ports[NODES + 1])
 
     processes.start("superlink", deployment.superlink())
-    for node in deployment.nodes:  # nodes 1-3 and the spare one, whose key is registered
+    for node in [*deployment.nodes, untrusted]:
         wait_for(lambda n=node: processes.run(f"register-{n.name}", deployment.register(n), timeout=60).returncode == 0,
-                 timeout=60, interval=2, what=f"registering {node.name} (the SuperLink's Control API over TLS)")
-    for node in legit:
+                 timeout=90, interval=2, what=f"registering {node.name} (the SuperLink's Control API over TLS)")
+    for node in deployment.nodes:
         processes.start(node.name, deployment.supernode(node))
-
-    # An impostor: a key nobody registered. And a registered key, but no CA certificate to trust the SuperLink with.
-    intruder_key = create_file(tmp_path / "intruder.key", make_node_key("intruder").private_openssh, KEY_MODE)
-    intruder = Node("intruder", intruder_key, intruder_key, tmp_path / "intruder" / "state", files[0], node_ports[NODES])
     bounded = ["--max-retries", "1", "--max-wait-time", "20"]
     impostor = processes.start("intruder", _with(deployment.supernode(intruder), bounded))
-    untrusting = processes.start("no-ca", _with(deployment.supernode(spare, trust_ca=False), bounded))
+    untrusting = processes.start("no-ca", _with(deployment.supernode(untrusted, trust_ca=False), bounded))
 
     try:
         wait_for(lambda: len(_online(deployment)) == NODES, timeout=120, interval=2, what="three SuperNodes online")
@@ -83,15 +73,22 @@ def test_tls_deployment_with_authenticated_supernodes(tmp_path, processes):
     assert {c["client_id"] for r in metrics["rounds"] for c in r["clients"]} == clients  # nobody else took part
     record_level = metrics["privacy"]["record_level"]
     assert set(record_level) == clients
-    for node, data_file in zip(legit, files, strict=False):
+    for node, data_file in zip(deployment.nodes, files, strict=False):
         ledger = json.loads((node.state_dir / data_file.stem / "privacy_ledger.json").read_text())
         steps = sum(s[2] for s in ledger["history"])
         assert record_level[data_file.stem]["steps"] == steps > 0  # the ε the server reports is the device's own ledger's
         assert 0 < record_level[data_file.stem]["epsilon"] <= 8.0 + 1e-9
     assert "No SuperNode found with the given public key" in processes.log("superlink")
     assert "CERTIFICATE_VERIFY_FAILED" in processes.log("no-ca")
-    assert not (spare.state_dir / files[NODES].stem).exists() and not intruder.state_dir.exists()  # they never got a message
+    assert not intruder.state_dir.exists() and not untrusted.state_dir.exists()  # they never got a message
     print(f"localhost deployment: {time.monotonic() - started:.0f} s")
+
+
+def _extra_node(folder: Path, data_file: Path, port: int) -> Node:
+    key = make_node_key(folder.name)
+    private = create_file(folder / "auth.key", key.private_openssh, KEY_MODE)
+    public = create_file(folder / "auth.pub", key.public_openssh, PUBLIC_MODE)
+    return Node(folder.name, private, public, folder / "state", data_file, port)
 
 
 def _with(command: Command, extra: list[str]) -> Command:
