@@ -20,7 +20,7 @@ from fedpriv.data import list_client_files
 from fedpriv.errors import ConfigError
 from server.server_app import main as server_main
 from server.server_app import run_config_from_flower
-from simulations.simulate import prepare_run
+from simulations.simulate import prepare_run, resume_config
 
 app = ServerApp()
 
@@ -33,14 +33,19 @@ def is_simulation(grid: Grid) -> bool:
 
 
 def simulated_run_config(config: RunConfig, nodes: int) -> RunConfig:
-    """`config` prepared for `nodes` simulated SuperNodes: one client each, from data-dir or synthetic."""
+    """`config` prepared for `nodes` simulated SuperNodes: one client each, from data-dir or synthetic;
+    with `resume`, the run in `out` as `fedpriv simulate --resume` continues it (its data, its devices)."""
+    if config.resume:
+        if not config.out:
+            raise ConfigError("resume", "name the run to continue: --run-config \"resume=true out='RUN_DIR'\"")
+        config = resume_config(Path(config.out))
     clients = len(list_client_files(Path(config.data_dir))) if config.data_dir else (config.num_clients or nodes)
     if clients != nodes:
         key = "data-dir" if config.data_dir else "num-clients"
         raise ConfigError(key, f"the run needs {clients} clients but the simulation has {nodes} SuperNodes; "
                           f'run with --federation-config "num-supernodes={clients}"')
     config.num_clients = clients
-    return prepare_run(config)
+    return config if config.resume else prepare_run(config)
 
 
 @app.main()

@@ -77,8 +77,6 @@ def _init(args: argparse.Namespace) -> int:
     write_deployment(deployment, replace=args.force, days=args.days)
     print(f"wrote a {args.profile} deployment for {nodes} SuperNodes to {deployment.root}")
     print(f"the commands, in order: {deployment.root / 'commands.txt'}")
-    if deployment.unsupported:
-        print(f"note: left out of the run config (not known to this fedpriv's server yet): {', '.join(deployment.unsupported)}")
     return 0
 
 

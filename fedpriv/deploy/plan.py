@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedpriv.deploy.credentials import KEY_MODE, PUBLIC_MODE, create_file, make_node_key, make_tls_material
-from fedpriv.deploy.profiles import RunConfigValues, run_config, supported
+from fedpriv.deploy.profiles import RunConfigValues, run_config
 
 CONNECTION = "fedpriv"  # the Flower CLI's name for the SuperLink connection
 DEFAULT_PORT = 9092
@@ -58,7 +58,6 @@ class Deployment:
     profile: str
     nodes: list[Node]
     run_config: RunConfigValues
-    unsupported: RunConfigValues  # profile keys this fedpriv does not know yet: left out of `flwr run`
 
     @property
     def tls(self) -> Path:
@@ -128,9 +127,6 @@ class Deployment:
             "# (the same with Flower's CLI alone, which exits 0 even when the run fails:)",
             "# " + self.run(wait=False).shell(),
         ]
-        if self.unsupported:
-            left = " ".join(f"{k}={_toml_value(v)}" for k, v in self.unsupported.items())
-            lines += ["", f"# Left out of the run config: this fedpriv's server does not know these keys yet: {left}"]
         return "\n".join(lines) + "\n"
 
 
@@ -177,8 +173,7 @@ def plan_deployment(root: Path, nodes: int, address: str = "127.0.0.1", profile:
         folder = root / "nodes" / f"node-{i}"
         data = Path(data_files[i - 1]).resolve() if data_files else folder / f"node-{i}.jsonl"
         planned.append(Node(f"node-{i}", folder / "auth.key", folder / "auth.pub", folder / "state", data, node_port + i - 1))
-    values, unsupported = supported(run_config(profile, nodes, rounds))
-    return Deployment(root, address, port, profile, planned, values, unsupported)
+    return Deployment(root, address, port, profile, planned, run_config(profile, nodes, rounds))
 
 
 def write_deployment(deployment: Deployment, *, replace: bool = False, days: int = 365) -> None:

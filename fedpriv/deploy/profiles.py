@@ -7,17 +7,16 @@
   user (client-level DP-FedAvg), and a round needs only a minimum of replies within a timeout, so
   phones that drop out do not stall it.
 
-`min-train-nodes`, `min-evaluate-nodes` and `round-timeout` are the server's keys for how many
-replies a round needs and how long it waits for them (server/).
+`clients-per-round`, `min-train-nodes`, `min-evaluate-nodes` and `round-timeout` are the server's
+keys for who takes part, how many replies a round needs and how long it waits for them
+(server/participation.py, which has defaults per profile); the profiles set them explicitly, so
+commands.txt shows the operator every knob.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-
-from fedpriv.config import RunConfig
 
 RunConfigValues = dict[str, bool | int | float | str]
 
@@ -51,10 +50,3 @@ def run_config(profile: str, nodes: int, rounds: int | None = None, **overrides:
     values = PROFILES[profile](nodes, rounds or DEFAULT_ROUNDS[profile])
     values.update(overrides)
     return values
-
-
-def supported(values: RunConfigValues) -> tuple[RunConfigValues, RunConfigValues]:
-    """(keys this fedpriv's RunConfig knows, keys it does not): until the server understands a key,
-    `flwr run` would refuse the whole run config."""
-    known = {f.name.replace("_", "-") for f in dataclasses.fields(RunConfig)}
-    return {k: v for k, v in values.items() if k in known}, {k: v for k, v in values.items() if k not in known}
