@@ -182,3 +182,13 @@ def test_profiles_differ_as_cross_silo_and_cross_device():
     assert phone["min-train-nodes"] < phone["clients-per-round"] and phone["round-timeout"] > 0  # dropouts do not stall a round
     deployment = plan_deployment("/tmp/x", 20, profile="phone")
     assert deployment.run_config["clients-per-round"] == 10
+
+
+@pytest.mark.parametrize("profile", ["hospital", "phone"])
+@pytest.mark.parametrize("nodes", [1, 3, 200])
+def test_profile_run_configs_are_valid_run_configs(profile, nodes):
+    from fedpriv.config import RunConfig
+
+    config = RunConfig.from_flower(run_config(profile, nodes))  # what the server parses from `--run-config`
+    assert config.profile == profile and config.num_clients == nodes
+    assert config.min_train_nodes <= (config.clients_per_round or nodes) and config.round_timeout > 0
