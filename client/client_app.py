@@ -22,7 +22,7 @@ from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 
 from client.device import BaseModelCache, Device, device_model, device_seed, open_device, read_instruction
-from client.dp_training import encode, evaluate, train_locally
+from client.dp_training import encode, evaluate, held_out_bits_per_byte, train_locally
 from fedpriv.adapter_parts import ClientPlan, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.errors import FedprivError
@@ -123,7 +123,15 @@ def train(msg: Message, context: Context) -> Message:
 @_refusing
 def evaluate_global(msg: Message, context: Context) -> Message:
     r = _setup(msg, context)
-    loss, perplexity = evaluate(r.model, encode(r.tokenizer, r.device.split.held_out, r.config.max_seq_len))
-    metrics = MetricRecord({"eval_loss": loss, "eval_perplexity": perplexity, "num-examples": len(r.device.split.held_out)})
+    texts = r.device.split.held_out
+    held_out = encode(r.tokenizer, texts, r.config.max_seq_len)
+    loss, perplexity = evaluate(r.model, held_out)
+    metrics = MetricRecord({
+        "eval_loss": loss,
+        "eval_perplexity": perplexity,
+        # per byte, not per token: comparable across base models with different tokenizers
+        "eval_bits_per_byte": held_out_bits_per_byte(loss, held_out, r.tokenizer, texts, r.config.max_seq_len),
+        "num-examples": len(texts),
+    })
     content = RecordDict({"metrics": metrics, "client": _client_record(r.device, r.server_round)})
     return Message(content=content, reply_to=msg)
