@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from client.client_app import app as client_app
 from client.device import GLOBAL_ADAPTER_FILE, LEDGER_FILE, MANIFEST_FILE, PRIVATE_FILE, DeviceFolder
 from client.device_key import KEY_FILE, DeviceKey
-from client.dp_training import encode
+from client.dp_training import encode, evaluated_text_bytes
 from fedpriv.adapter_parts import CONFIG_MODE
 from fedpriv.config import RunConfig
 from fedpriv.data import MAX_CHARS_PER_TOKEN
@@ -131,7 +131,7 @@ def test_huge_record_is_cut_before_the_tokenizer_sees_it():
     seen: list[int] = []
 
     def spy(texts, **kwargs):
-        seen.extend(len(t) for t in texts)
+        seen.extend(len(t) for t in ([texts] if isinstance(texts, str) else texts))
         return tokenizer(texts, **kwargs)
 
     normal = " ".join(f"patient {i} reports mild pain and takes {i % 7} tablets daily." for i in range(400))  # ~25k characters
@@ -142,6 +142,10 @@ def test_huge_record_is_cut_before_the_tokenizer_sees_it():
     whole = tokenizer([normal], max_length=32, truncation=True, padding="max_length", return_tensors="pt")
     assert torch.equal(encoded.tensors[0][0], whole["input_ids"][0])
     assert torch.equal(encode(tokenizer, [normal], 32).tensors[0][0], whole["input_ids"][0])
+    # The held-out bits per byte count the same bytes, and never tokenize the whole record either.
+    seen.clear()
+    assert evaluated_text_bytes(spy, [huge], 32) == evaluated_text_bytes(tokenizer, [normal], 32) > 0
+    assert max(seen) == 32 * MAX_CHARS_PER_TOKEN
 
 
 def test_kept_adapters_are_sealed_with_a_0600_device_key(data_file, tmp_path):
