@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from safetensors.torch import save_file
 
+from client.device import DeviceFolder
 from client.dp_training import evaluate, train_locally
-from client.personalize import LEDGER_FILE, PRIVATE_FILE, personalize
+from client.personalize import LEDGER_FILE, personalize
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import lora_role, merge_adapter, split_adapter
 from fedpriv.config import RunConfig
@@ -52,8 +52,8 @@ def _fake_fedsa_device(models, config, client_id, train, tmp_path):
     assert private and all(lora_role(k) == "B" for k in private) and any(v.abs().sum() > 0 for v in private.values())
     device_dir = tmp_path / "devices" / client_id
     device_dir.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in private.items()}, str(device_dir / PRIVATE_FILE))
-    ledger.save(device_dir / LEDGER_FILE)
+    DeviceFolder(device_dir).save_private(private)  # sealed with the device key, as the ClientApp keeps it
+    DeviceFolder(device_dir).save_ledger(ledger)
     return shared, private, ledger, device_dir
 
 
