@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import DP_WALK_RADIUS, RunConfig
+from fedpriv.data import clip_text
 from fedpriv.errors import PrivacyBudgetExhausted
 from fedpriv.noise import SECURE, NoiseSource, SecureNoise
 
@@ -35,8 +36,10 @@ class TrainOutcome:
 
 
 def encode(tokenizer, texts: list[str], max_seq_len: int) -> TensorDataset:
-    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss."""
-    batch = tokenizer(texts, max_length=max_seq_len, truncation=True, padding="max_length", return_tensors="pt")
+    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss. Each
+    text is cut before tokenizing (`clip_text`): a huge record must not be tokenized whole."""
+    batch = tokenizer([clip_text(t, max_seq_len) for t in texts], max_length=max_seq_len, truncation=True,
+                      padding="max_length", return_tensors="pt")
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = IGNORE
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
@@ -312,7 +315,7 @@ def evaluated_text_bytes(tokenizer, texts: list[str], max_seq_len: int) -> int:
     record from its second token to its last kept one (truncation included), located with the
     tokenizer's character offsets. The first token is given, not predicted, so its bytes do not count."""
     total = 0
-    for text in texts:
+    for text in (clip_text(t, max_seq_len) for t in texts):  # as `encode` cuts them: a prefix, so the same bytes
         offsets = tokenizer(text, max_length=max_seq_len, truncation=True, return_offsets_mapping=True)["offset_mapping"]
         spans = [(start, end) for start, end in offsets[1:] if end > start]  # special tokens have empty spans
         if spans:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from safetensors.torch import save_file
 
+from client.device import DeviceFolder
 from client.dp_training import evaluate, train_locally
-from client.personalize import LEDGER_FILE, PRIVATE_FILE, personalize
+from client.personalize import LEDGER_FILE, personalize
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import lora_role, merge_adapter, split_adapter
 from fedpriv.config import RunConfig
-from fedpriv.errors import PrivacyBudgetExhausted
+from fedpriv.errors import DataError, PrivacyBudgetExhausted
 from fedpriv.modeling import adapter_state, load_adapter_state
 from tests.fakes import encoded_client
 
@@ -52,8 +52,8 @@ def _fake_fedsa_device(models, config, client_id, train, tmp_path):
     assert private and all(lora_role(k) == "B" for k in private) and any(v.abs().sum() > 0 for v in private.values())
     device_dir = tmp_path / "devices" / client_id
     device_dir.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in private.items()}, str(device_dir / PRIVATE_FILE))
-    ledger.save(device_dir / LEDGER_FILE)
+    DeviceFolder(device_dir).save_private(private)  # sealed with the device key, as the ClientApp keeps it
+    DeviceFolder(device_dir).save_ledger(ledger)
     return shared, private, ledger, device_dir
 
 
@@ -92,9 +92,11 @@ def test_personalized_uses_the_private_part_and_finetuning(models, client_data, 
 def test_personalize_refuses_without_ledger_or_private_part(models, client_data, tmp_path):
     client_id, train, held_out = client_data
     config = _config(finetune_epochs=0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="must hold its own lora_B"):
         personalize(models, config, "fedsa", client_id, {}, tmp_path / "nothing", train, held_out)
-    with pytest.raises(FileNotFoundError):  # DP run without a ledger: unknown budget
+    with pytest.raises(DataError, match="no privacy ledger"):  # DP run without a ledger: unknown budget
         personalize(models, config, "ffa", client_id, {}, tmp_path / "nothing", train, held_out)
-    result = personalize(models, _config(dp="none", target_epsilon=0.0, finetune_epochs=0), "ffa", client_id, {}, tmp_path, train, held_out)
+    no_dp = _config(dp="none", target_epsilon=0.0, finetune_epochs=0)
+    saved_global = adapter_state(models.lora_model(no_dp))  # a run's saved global adapter: every LoRA tensor
+    result = personalize(models, no_dp, "ffa", client_id, saved_global, tmp_path, train, held_out)
     assert result.federated == result.finetuned == result.interpolated and result.federated.epsilon is None
