@@ -78,6 +78,7 @@ class CommunicationGraph:
     degree: int
     _neighbours: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
     _x: dict[int, int] = field(init=False, repr=False, compare=False)
+    ring: tuple[int, ...] = field(init=False, repr=False, compare=False)  # the seeded order of the ring
 
     @classmethod
     def build(cls, participants: Iterable[int], seed: bytes, degree: int | None = None) -> CommunicationGraph:
@@ -98,6 +99,7 @@ class CommunicationGraph:
                 p: frozenset(ring[(i + off) % n] for off in range(-half, half + 1) if off) for i, p in enumerate(ring)
             }
         object.__setattr__(self, "_neighbours", neighbours)
+        object.__setattr__(self, "ring", tuple(ring))
         object.__setattr__(self, "_x", {p: i + 1 for i, p in enumerate(self.participants)})
 
     def neighbours(self, node_id: int) -> frozenset[int]:
