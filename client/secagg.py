@@ -8,11 +8,12 @@ Handlers, in order (see ``fedpriv.secagg`` for the protocol):
 2. ``share_keys``: check the neighbours the server lists against the graph this node recomputes
    from the public seed, Shamir-share the self-mask seed and the mask private key among those
    neighbours and itself, and seal each neighbour's shares with AES-GCM (associated data: session,
-   round, sender, receiver), committing to every share;
+   round, sender, receiver), committing to every share; the encryption private key is then
+   replaced by the per-neighbour AES keys, which open the neighbours' shares at the next stage;
 3. ``masked_input``: open the shares addressed to it (any that fails authentication, or comes from
    a node that is not a neighbour that shared keys, refuses the whole stage), quantize the update
-   with its weight, add the self mask and the pairwise masks, and send the result; the secret
-   keys and the seed are then deleted, so only the neighbours' shares remain;
+   with its weight, add the self mask and the pairwise masks, and send the result; the mask key,
+   the seed and the AES keys are then deleted, so only the neighbours' shares remain;
 4. ``unmask``: for each listed survivor reveal its self-mask share, for each listed dropout its
    mask-key share; a node named in both lists, a list with fewer survivors than the threshold, or
    a second unmask request is refused, so the server never gets both secrets of a node from here.
@@ -32,7 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from fedpriv.secagg.crypto import KEY_BYTES, decode_ids, encode_ids, generate_keypair, open_sealed, pack, seal, unpack
+from fedpriv.secagg.crypto import (
+    KEY_BYTES,
+    decode_ids,
+    encode_ids,
+    generate_keypair,
+    load_private,
+    open_sealed,
+    pack,
+    seal,
+    unpack,
+)
 from fedpriv.secagg.errors import ProtocolError
 from fedpriv.secagg.graph import CommunicationGraph, check_graph_parameters
 from fedpriv.secagg.masks import expand_mask, modulus_mask
@@ -72,6 +83,7 @@ from fedpriv.secagg.shamir import split_secret
 IDLE = "idle"
 _BUNDLE = SHARE_PLAINTEXT_BYTES  # self-mask share ‖ salt ‖ mask-key share ‖ salt
 _PAIR = 2 * KEY_BYTES  # mask public key ‖ encryption public key
+_KEYED = (("neighbour_keys", _PAIR), ("share_keys", KEY_BYTES), ("held", _BUNDLE))
 
 
 @dataclass
@@ -89,6 +101,7 @@ class ClientState:
     encryption_public: bytes = b""
     self_mask_seed: bytes = b""
     neighbour_keys: dict[int, bytes] = field(default_factory=dict)  # neighbour → mask pk ‖ encryption pk
+    share_keys: dict[int, bytes] = field(default_factory=dict)  # neighbour → AES key of the shares in transit
     held: dict[int, bytes] = field(default_factory=dict)  # dealer → its shares for this node (own included)
 
     _SCALARS = ("stage", "session", "server_round", "last_round", "mask_private", "mask_public",
@@ -97,7 +110,7 @@ class ClientState:
     def to_fields(self) -> Fields:
         fields: Fields = {name.replace("_", "-"): getattr(self, name) for name in self._SCALARS}
         fields.update({f"setup/{k}": v for k, v in self.setup.items()})
-        for name, width in (("neighbour_keys", _PAIR), ("held", _BUNDLE)):
+        for name, width in _KEYED:
             items: dict[int, bytes] = getattr(self, name)
             ids = sorted(items)
             fields[f"{name.replace('_', '-')}/ids"] = encode_ids(ids)
@@ -108,7 +121,7 @@ class ClientState:
     def from_fields(cls, fields: Mapping[str, Any]) -> ClientState:
         state = cls(**{name: fields[name.replace("_", "-")] for name in cls._SCALARS})
         state.setup = {k.removeprefix("setup/"): v for k, v in fields.items() if k.startswith("setup/")}
-        for name, width in (("neighbour_keys", _PAIR), ("held", _BUNDLE)):
+        for name, width in _KEYED:
             ids = decode_ids(fields[f"{name.replace('_', '-')}/ids"])
             values = unpack(fields[f"{name.replace('_', '-')}/values"], width, len(ids), name)
             setattr(state, name, dict(zip(ids, values, strict=True)))
@@ -224,7 +237,9 @@ class SecAggClient:
         ciphertexts: dict[int, bytes] = {}
         commitments: dict[int, tuple[bytes, bytes]] = {}
         held: dict[int, bytes] = {}
+        transit: dict[int, bytes] = {}
         h = request.header
+        encryption_private = load_private(st.encryption_private)
         for holder in holders:
             self_part = self_shares[xs[holder]] + os.urandom(KEY_BYTES)
             key_part = key_shares[xs[holder]] + os.urandom(KEY_BYTES)
@@ -235,9 +250,11 @@ class SecAggClient:
             if holder == me:
                 held[me] = self_part + key_part
                 continue
-            key = share_encryption_key(st.encryption_private, request.public_keys[holder][1], h.session, me, holder)
-            ciphertexts[holder] = seal(key, self_part + key_part, share_associated_data(h.session, h.server_round, me, holder))
+            transit[holder] = share_encryption_key(encryption_private, request.public_keys[holder][1], h.session, me, holder)
+            ciphertexts[holder] = seal(transit[holder], self_part + key_part, share_associated_data(h.session, h.server_round, me, holder))
         st.self_mask_seed = seed
+        st.share_keys = transit  # the same keys open the neighbours' shares at the next stage
+        st.encryption_private = b""
         st.neighbour_keys = {j: mask_pk + enc_pk for j, (mask_pk, enc_pk) in request.public_keys.items()}
         st.held = held
         st.stage = SHARE_KEYS
@@ -261,10 +278,8 @@ class SecAggClient:
             raise ValueError(f"the update has {values.size} values, the round expects {setup.vector_length}")
         held = dict(st.held)
         for source in sorted(sources):
-            enc_pk = st.neighbour_keys[source][KEY_BYTES:]
-            key = share_encryption_key(st.encryption_private, enc_pk, h.session, source, me)
             try:
-                bundle = open_sealed(key, request.ciphertexts[source], share_associated_data(h.session, h.server_round, source, me))
+                bundle = open_sealed(st.share_keys[source], request.ciphertexts[source], share_associated_data(h.session, h.server_round, source, me))
             except ProtocolError as err:
                 raise ProtocolError(f"shares from node {source}: {err.reason}") from None
             if len(bundle) != _BUNDLE:
@@ -274,8 +289,9 @@ class SecAggClient:
         vector = quantize(values, weight, spec, self._rng)
         length = vector.size
         vector += expand_mask(self_mask_key(st.self_mask_seed, h.session, me), length, spec.modulus_bits)
+        mask_private = load_private(st.mask_private)
         for source in sorted(sources):
-            pair_key = pairwise_mask_key(st.mask_private, st.neighbour_keys[source][:KEY_BYTES], h.session, me, source)
+            pair_key = pairwise_mask_key(mask_private, st.neighbour_keys[source][:KEY_BYTES], h.session, me, source)
             mask = expand_mask(pair_key, length, spec.modulus_bits)
             if pairwise_sign(me, source) > 0:
                 vector += mask
@@ -284,7 +300,8 @@ class SecAggClient:
         vector &= modulus_mask(spec.modulus_bits)
         # Only the neighbours' shares are needed from here on; the secrets themselves go.
         st.held = held
-        st.self_mask_seed = st.mask_private = st.encryption_private = b""
+        st.self_mask_seed = st.mask_private = b""
+        st.share_keys = {}
         st.stage = MASKED_INPUT
         return MaskedInputReply(h, pack_vector(vector, spec.modulus_bits))
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fedpriv.secagg.crypto import KEY_BYTES, public_from_private
+from fedpriv.secagg.crypto import KEY_BYTES, load_private
 from fedpriv.secagg.errors import ProtocolError, SecAggAborted
 from fedpriv.secagg.graph import CommunicationGraph, check_graph_parameters, majority_threshold
 from fedpriv.secagg.masks import expand_mask, modulus_mask
@@ -382,8 +382,8 @@ class SecAggServer:
                 seed = combine_shares(r.self_mask_shares[s], self.threshold, SECRET_BYTES)
                 total -= expand_mask(self_mask_key(seed, self.session, s), length, bits)
             for d in sorted(dropped):
-                private = combine_shares(r.mask_key_shares[d], self.threshold, SECRET_BYTES)
-                if public_from_private(private) != r.public_keys[d][0]:
+                private = load_private(combine_shares(r.mask_key_shares[d], self.threshold, SECRET_BYTES))
+                if private.public_key().public_bytes_raw() != r.public_keys[d][0]:
                     raise ProtocolError(f"the mask key rebuilt for dropout {d} does not match the key it advertised")
                 for j in sorted(self.graph.neighbours(d) & survivors):
                     mask = expand_mask(pairwise_mask_key(private, r.public_keys[j][0], self.session, d, j), length, bits)

@@ -5,8 +5,9 @@ only); the per-side state machines are ``client/secagg.py`` (device) and ``strat
 (server), with no I/O of their own.
 
 * ``crypto``: X25519, HKDF-SHA256, AES-256-GCM, SHA-256 commitments;
-* ``masks``: ChaCha20-expanded masks, uniform in Z_(2^k);
+* ``masks``: AES-256-CTR-expanded masks, uniform in Z_(2^k);
 * ``shamir``: secret sharing over F_(2^127 − 1);
+* ``layout``: how a dict of update tensors becomes the summed vector;
 * ``graph``: the sparse k-regular (Harary) communication graph, degree and threshold, with the
   correctness and security conditions;
 * ``quantization``: clipping range, grid, weight and the stated error bound;

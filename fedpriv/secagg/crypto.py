@@ -43,10 +43,6 @@ def generate_keypair() -> KeyPair:
     return KeyPair(private.private_bytes_raw(), private.public_key().public_bytes_raw())
 
 
-def public_from_private(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
-
-
 def frame(*parts: bytes) -> bytes:
     """Unambiguous concatenation: every part prefixed with its 4-byte length."""
     return b"".join(struct.pack(">I", len(p)) + p for p in parts)
@@ -76,13 +72,18 @@ def pair_info(purpose: bytes, session: bytes, a: int, b: int) -> bytes:
     return frame(PROTOCOL, purpose, session, encode_id(low), encode_id(high))
 
 
-def agree(private: bytes, peer_public: bytes, *, salt: bytes, info: bytes) -> bytes:
+def load_private(private: bytes | X25519PrivateKey) -> X25519PrivateKey:
+    """A private key object; load it once when agreeing with many peers (loading costs an exchange)."""
+    return private if isinstance(private, X25519PrivateKey) else X25519PrivateKey.from_private_bytes(private)
+
+
+def agree(private: bytes | X25519PrivateKey, peer_public: bytes, *, salt: bytes, info: bytes) -> bytes:
     """X25519 then HKDF-SHA256: a 256-bit key both ends derive. Raises ProtocolError on a peer key
     that yields no shared secret (a low-order point)."""
     if len(peer_public) != KEY_BYTES:
         raise ProtocolError(f"a public key must be {KEY_BYTES} bytes, got {len(peer_public)}")
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
+        shared = load_private(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         raise ProtocolError("a peer public key gives no X25519 shared secret (low-order point)") from None
     return hkdf(shared, salt=salt, info=info)

@@ -20,6 +20,7 @@ Per round and node i:
 from __future__ import annotations
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedpriv.secagg.crypto import (
     DIGEST_BYTES,
@@ -52,11 +53,11 @@ def round_bytes(server_round: int) -> bytes:
     return encode_id(server_round)
 
 
-def pairwise_mask_key(mask_private: bytes, peer_mask_public: bytes, session: bytes, me: int, peer: int) -> bytes:
+def pairwise_mask_key(mask_private: bytes | X25519PrivateKey, peer_mask_public: bytes, session: bytes, me: int, peer: int) -> bytes:
     return agree(mask_private, peer_mask_public, salt=session, info=pair_info(b"pairwise-mask", session, me, peer))
 
 
-def share_encryption_key(enc_private: bytes, peer_enc_public: bytes, session: bytes, me: int, peer: int) -> bytes:
+def share_encryption_key(enc_private: bytes | X25519PrivateKey, peer_enc_public: bytes, session: bytes, me: int, peer: int) -> bytes:
     return agree(enc_private, peer_enc_public, salt=session, info=pair_info(b"share-encryption", session, me, peer))
 
 

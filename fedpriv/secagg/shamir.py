@@ -14,6 +14,7 @@ Coefficients come from ``secrets`` (the OS CSPRNG).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -57,8 +58,10 @@ def split_secret(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, 
     return {x: bytes(s) for x, s in shares.items()}
 
 
-def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
-    """λ_j with f(0) = Σ λ_j f(x_j) for every polynomial of degree < len(xs)."""
+@functools.lru_cache(maxsize=256)
+def lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
+    """λ_j with f(0) = Σ λ_j f(x_j) for every polynomial of degree < len(xs). Cached: the server
+    combines many secrets from the same holders."""
     coefficients = []
     for j, xj in enumerate(xs):
         numerator, denominator = 1, 1
@@ -67,7 +70,7 @@ def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
                 numerator = numerator * xm % PRIME
                 denominator = denominator * (xm - xj) % PRIME
         coefficients.append(numerator * pow(denominator, -1, PRIME) % PRIME)
-    return coefficients
+    return tuple(coefficients)
 
 
 def combine_shares(shares: Mapping[int, bytes], threshold: int, secret_len: int) -> bytes:
@@ -83,7 +86,7 @@ def combine_shares(shares: Mapping[int, bytes], threshold: int, secret_len: int)
     for x in xs:
         if len(shares[x]) != size:
             raise ProtocolError(f"a share is {len(shares[x])} bytes, expected {size}")
-    lambdas = lagrange_at_zero(xs)
+    lambdas = lagrange_at_zero(tuple(xs))
     out = bytearray()
     for c in range(num_chunks(secret_len)):
         lo, hi = c * ELEMENT_BYTES, (c + 1) * ELEMENT_BYTES

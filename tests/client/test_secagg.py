@@ -34,11 +34,11 @@ from tests.fake_secagg import FakeSecAggFederation, node_ids
 D = 50
 
 
-def setup_round(n: int = 10, seed: int = 0, server_round: int = 1):
+def setup_round(n: int = 10, seed: int = 0, server_round: int = 1, degree: int | None = None):
     rng = np.random.default_rng(seed)
     nodes = node_ids(n, seed)
     fed = FakeSecAggFederation({i: rng.normal(0, 0.1, D) for i in nodes}, {i: 3 for i in nodes}, seed)
-    server = SecAggServer(server_round, nodes, D, QuantizationSpec.for_clients(n, 1.0, max_weight=10))
+    server = SecAggServer(server_round, nodes, D, QuantizationSpec.for_clients(n, 1.0, max_weight=10), degree=degree)
     return fed, server, nodes
 
 
@@ -95,7 +95,7 @@ def test_a_setup_for_an_earlier_round_is_refused():
 
 
 def test_keys_for_non_neighbours_duplicate_keys_and_too_few_neighbours_are_refused():
-    fed, server, nodes = setup_round(n=20)
+    fed, server, nodes = setup_round(n=20, degree=14)
     requests = fed.run_until(server, SHARE_KEYS)
     me = nodes[0]
     client = fed.client(me)
@@ -137,6 +137,7 @@ def test_shares_that_are_tampered_relabelled_or_from_strangers_are_refused():
     assert len(reply.masked_vector) == (D + 1) * 6
     # The secrets are gone; what remains are the neighbours' shares (and its own).
     assert client.state.mask_private == client.state.encryption_private == client.state.self_mask_seed == b""
+    assert client.state.share_keys == {}
     assert set(client.state.held) == set(cts) | {me}
 
 

@@ -1,4 +1,4 @@
-"""X25519 + HKDF key agreement, AES-GCM sealing with associated data, commitments, ChaCha20 masks."""
+"""X25519 + HKDF key agreement, AES-GCM sealing with associated data, commitments, AES-CTR masks."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_every_byte_and_bit_of_the_key_changes_the_mask():
 
 def test_keys_with_the_same_32_bit_fold_give_different_masks():
     """Flower 1.41 seeds numpy RandomState with the XOR of the key's 4-byte words: permuting the
-    words keeps that seed. The ChaCha20 expansion uses the whole key."""
+    words keeps that seed. The AES-256-CTR expansion uses the whole key."""
     key = os.urandom(32)
     swapped = key[4:8] + key[0:4] + key[8:]
     fold = lambda k: np.bitwise_xor.reduce(np.frombuffer(k, dtype="<u4"))  # noqa: E731

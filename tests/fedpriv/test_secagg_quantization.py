@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedpriv.secagg.layout import VectorLayout
 from fedpriv.secagg.quantization import QuantizationSpec, dequantize_sum, num_clipped, quantize
 
 
@@ -91,3 +92,18 @@ def test_metrics_expose_range_grid_and_bounds():
     assert metrics["secagg-sum-error-bound"] == pytest.approx(70 * spec.step / 2)
     assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values())
     assert spec.describe()["rounding"] == "deterministic"
+
+
+def test_layout_flattens_and_restores_in_key_order_and_names_bad_tensors():
+    arrays = {"b": np.arange(6.0).reshape(2, 3), "a": np.array([7.0])}
+    layout = VectorLayout.of(arrays)
+    flat = layout.flatten(arrays)
+    assert flat.tolist() == [0, 1, 2, 3, 4, 5, 7] and layout.size == 7
+    back = layout.unflatten(flat)
+    assert list(back) == ["b", "a"] and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    with pytest.raises(ValueError, match="'a' is missing"):
+        layout.flatten({"b": arrays["b"]})
+    with pytest.raises(ValueError, match="'c' is not part"):
+        layout.flatten({**arrays, "c": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"shape \(3, 2\)"):
+        layout.flatten({"b": np.zeros((3, 2)), "a": arrays["a"]})

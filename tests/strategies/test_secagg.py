@@ -30,6 +30,9 @@ def federation(n: int, seed: int = 0, weights: bool = True) -> FakeSecAggFederat
     return FakeSecAggFederation(updates, ws, seed)
 
 
+SPARSE = 14  # a Harary graph of degree 14 on 20 nodes (threshold 8): any 6 dropouts are recovered
+
+
 def server_for(fed: FakeSecAggFederation, server_round: int = 1, rounding: str = "stochastic", cls=SecAggServer, **kw):
     spec = QuantizationSpec.for_clients(len(fed.updates), CLIP, max_weight=1000, rounding=rounding)
     return cls(server_round, sorted(fed.updates), D, spec, **kw)
@@ -57,11 +60,11 @@ def test_unmasked_sum_equals_the_plaintext_sum_within_the_stated_error(n, roundi
     assert metrics["secagg-sum-error-bound"] == pytest.approx(result.sum_error_bound)
 
 
-@pytest.mark.parametrize("n", [10, 20])  # 20: a sparse graph (degree 14 of 19)
-def test_round_completes_when_30_percent_drop_after_sharing_keys(n):
+@pytest.mark.parametrize(("n", "degree"), [(10, None), (20, None), (20, SPARSE)])
+def test_round_completes_when_30_percent_drop_after_sharing_keys(n, degree):
     fed = federation(n, seed=n)
-    server = server_for(fed)
-    assert server.graph.degree == (9 if n == 10 else 14)
+    server = server_for(fed, degree=degree)
+    assert server.graph.degree == (n - 1 if degree is None else degree)
     dropped = set(sorted(fed.updates)[:: 3][: int(0.3 * n)])
     fed.drop_at[MASKED_INPUT] = dropped
     result = fed.run(server)
@@ -76,7 +79,7 @@ def test_round_completes_when_30_percent_drop_after_sharing_keys(n):
 
 def test_dropouts_at_every_stage_together():
     fed = federation(20, seed=3)
-    server = server_for(fed)
+    server = server_for(fed, degree=SPARSE)
     nodes = sorted(fed.updates)
     fed.drop_at = {SETUP: {nodes[0]}, SHARE_KEYS: {nodes[1]}, MASKED_INPUT: {nodes[2], nodes[3]}, UNMASK: {nodes[4]}}
     result = fed.run(server)
@@ -88,7 +91,7 @@ def test_dropouts_at_every_stage_together():
 
 def test_nodes_whose_neighbourhood_cannot_meet_the_threshold_are_pruned_before_masking():
     fed = federation(20, seed=4)
-    server = server_for(fed)
+    server = server_for(fed, degree=SPARSE)
     ring = server.graph.ring
     target = ring[0]
     # The 8 ring neighbours within distance 4 leave: 6 live neighbours + itself < t = 8. Nodes at
@@ -244,7 +247,7 @@ def test_messages_from_nodes_outside_the_round_are_rejected():
 
 def test_malformed_and_duplicate_replies_are_rejected_without_crashing_the_round():
     fed = federation(20, seed=12)
-    server = server_for(fed)
+    server = server_for(fed, degree=SPARSE)
     nodes = sorted(fed.updates)
     bad = {
         (SETUP, nodes[0]): lambda f: {k: v for k, v in f.items() if k != "mask-public-key"},
