@@ -160,15 +160,18 @@ class SecAggServer:
         self._asked: set[int] = set()
         self._r = _Round()
 
-    def run(self, exchange: Exchange) -> SecAggResult:
-        """All four stages through ``exchange`` (the caller's transport), then ``finish``."""
-        stages = (
+    def stages(self) -> tuple[tuple[str, Callable[[], Mapping[int, Any]], Callable[[Iterable[Reply]], None]], ...]:
+        """(stage, its requests builder, its replies handler), in protocol order."""
+        return (
             (SETUP, self.setup_requests, self.receive_advertise),
             (SHARE_KEYS, self.share_keys_requests, self.receive_share_keys),
             (MASKED_INPUT, self.masked_input_requests, self.receive_masked_inputs),
             (UNMASK, self.unmask_requests, self.receive_unmask),
         )
-        for stage, requests, receive in stages:
+
+    def run(self, exchange: Exchange) -> SecAggResult:
+        """All four stages through ``exchange`` (the caller's transport), then ``finish``."""
+        for stage, requests, receive in self.stages():
             receive(exchange(stage, {node: request.to_fields() for node, request in requests().items()}))
         return self.finish()
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from client.secagg import SecAggClient
 from fedpriv.secagg.errors import ProtocolError
-from fedpriv.secagg.messages import MASKED_INPUT, SETUP, SHARE_KEYS, STAGES, UNMASK, Fields
+from fedpriv.secagg.messages import STAGES, Fields
 from fedpriv.secagg.protocol import unpack_vector
 from fedpriv.secagg.quantization import QuantizationSpec, quantize
 from strategies.secagg import Reply, SecAggServer
@@ -93,16 +93,11 @@ class FakeSecAggFederation:
     def run_until(self, server: SecAggServer, stage: str) -> dict[int, Any]:
         """Run the stages before ``stage`` through this federation; return ``stage``'s requests
         (typed), not yet delivered."""
-        calls = {
-            SETUP: (server.setup_requests, server.receive_advertise),
-            SHARE_KEYS: (server.share_keys_requests, server.receive_share_keys),
-            MASKED_INPUT: (server.masked_input_requests, server.receive_masked_inputs),
-            UNMASK: (server.unmask_requests, server.receive_unmask),
-        }
-        for earlier in STAGES[: STAGES.index(stage)]:
-            requests, receive = calls[earlier]
-            receive(self.exchange(earlier, {node: r.to_fields() for node, r in requests().items()}))
-        return calls[stage][0]()
+        for name, requests, receive in server.stages():
+            if name == stage:
+                return dict(requests())
+            receive(self.exchange(name, {node: r.to_fields() for node, r in requests().items()}))
+        raise ValueError(f"unknown stage {stage!r}")
 
     def plaintext_sum(self, survivors: Iterable[int], spec: QuantizationSpec) -> tuple[np.ndarray, int]:
         """Σ w_i·clip(x_i) and Σ w_i over ``survivors``."""

@@ -35,7 +35,7 @@ from fedpriv.config import RunConfig
 from fedpriv.modeling import initial_adapter_state, state_num_bytes
 from fedpriv.secagg.errors import SecAggAborted
 from fedpriv.secagg.layout import VectorLayout
-from fedpriv.secagg.messages import MASKED_INPUT, SETUP, SHARE_KEYS, STAGES, UNMASK
+from fedpriv.secagg.messages import MASKED_INPUT, STAGES, UNMASK
 from fedpriv.secagg.quantization import QuantizationSpec
 from strategies.robust import weighted_mean
 from strategies.secagg import SecAggServer
@@ -127,12 +127,6 @@ def secagg_round(updates: dict[int, dict[str, np.ndarray]], weights: dict[int, i
     states: dict[int, bytes] = {n: wire(RecordDict({"secagg": ConfigRecord({})})) for n in nodes}
     cost.up = dict.fromkeys(nodes, 0)
     cost.down = {n: len(down) for n in nodes}  # the train instruction, as in plaintext
-    calls = {
-        SETUP: (server.setup_requests, server.receive_advertise),
-        SHARE_KEYS: (server.share_keys_requests, server.receive_share_keys),
-        MASKED_INPUT: (server.masked_input_requests, server.receive_masked_inputs),
-        UNMASK: (server.unmask_requests, server.receive_unmask),
-    }
 
     def send(requests_fn) -> dict[int, bytes]:
         return {n: wire(RecordDict({"secagg": ConfigRecord(r.to_fields())})) for n, r in requests_fn().items()}
@@ -150,8 +144,7 @@ def secagg_round(updates: dict[int, dict[str, np.ndarray]], weights: dict[int, i
     def receive(receive_fn, replies: dict[int, bytes]) -> None:
         receive_fn([(n, dict(parse(b)["secagg"])) for n, b in replies.items()])
 
-    for stage in STAGES:
-        make, take = calls[stage]
+    for stage, make, take in server.stages():
         requests = timed(cost, stage, SERVER, send, make)
         replies: dict[int, bytes] = {}
         for node, blob in requests.items():
