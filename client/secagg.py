@@ -77,7 +77,7 @@ from fedpriv.secagg.protocol import (
     share_commitment,
     share_encryption_key,
 )
-from fedpriv.secagg.quantization import quantize
+from fedpriv.secagg.quantization import num_clipped, quantize
 from fedpriv.secagg.shamir import split_secret
 
 IDLE = "idle"
@@ -135,10 +135,17 @@ class SecAggClient:
         self.node_id = int(node_id)
         self.state = state or ClientState()
         self._rng = rng or np.random.default_rng()
+        self.clipped = 0  # coordinates of the last masked update outside the clip range (for local logs only)
 
     @classmethod
     def restore(cls, node_id: int, fields: Mapping[str, Any], rng: np.random.Generator | None = None) -> SecAggClient:
-        return cls(node_id, ClientState.from_fields(fields) if fields else None, rng)
+        """The client from its saved state (empty fields: a fresh one). Unreadable state is a
+        ProtocolError: the node then sits the round out rather than guess."""
+        try:
+            state = ClientState.from_fields(fields) if fields else None
+        except (KeyError, TypeError, ValueError, ProtocolError) as err:
+            raise ProtocolError(f"the saved secure-aggregation state is unreadable ({type(err).__name__}: {err})") from None
+        return cls(node_id, state, rng)
 
     def export(self) -> Fields:
         return self.state.to_fields()
@@ -287,6 +294,7 @@ class SecAggClient:
             held[source] = bundle
         spec = setup.quantization
         vector = quantize(values, weight, spec, self._rng)
+        self.clipped = num_clipped(values, spec)
         length = vector.size
         vector += expand_mask(self_mask_key(st.self_mask_seed, h.session, me), length, spec.modulus_bits)
         mask_private = load_private(st.mask_private)

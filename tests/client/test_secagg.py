@@ -207,3 +207,6 @@ def test_state_round_trips_through_a_config_record_at_every_stage():
     assert checked == list(STAGES)
     assert result.survivors == nodes and result.total_weight == 3 * len(nodes)
     assert ClientState.from_fields(fed.states[me]).stage == UNMASK and ClientState.from_fields(fed.states[me]).held == {}
+    broken = {k: v for k, v in fed.states[me].items() if k != "held/ids"}
+    with pytest.raises(ProtocolError, match="state is unreadable"):
+        SecAggClient.restore(me, broken)
