@@ -6,8 +6,8 @@ This is "model interpolation", one of the three personalization schemes of Manso
 "Three Approaches for Personalization with Applications to Federated Learning"): the shared adapter
 keeps the federation's general knowledge, the private adapter (fine-tuned on the device, never sent)
 the device's own style, and the mixture's loss is at most the global model's + ln(1/λ) and the
-private model's + ln(1/(1 − λ)) nats per token (ln 2 each at λ = ½). Written here because peft combines adapters in weight space (add_weighted_adapter),
-not as a mixture of output distributions.
+private model's + ln(1/(1 − λ)) nats per token (ln 2 each at λ = ½). Written here because peft
+combines adapters in weight space (add_weighted_adapter), not as a mixture of output distributions.
 
 Mixing two already-trained models is post-processing: it spends no privacy when λ is fixed in
 advance. Choosing λ on the device's own data would be a (small, unaccounted) use of that data, so a

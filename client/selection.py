@@ -5,12 +5,12 @@ device's own train split. The held-out split is never used for any choice.
 Why only without DP: a choice made by looking at the data is itself a release about that data, and
 DP-SGD's accounting covers the training steps, not a selection. A record-level DP run therefore
 trains its fixed number of epochs and mixes with the fixed λ (and a selection with a useful ε would
-need far more validation records than a device holds: tens, here).
+need far more validation records than the tens a device holds).
 
-Why it matters without DP: at the learning rate the DP runs need, plain training overshoots after
-~10 epochs on 80 records (held-out perplexity can double within a few epochs), so a fixed epoch
-count measures each method at an arbitrary point of its curve. Local-only and fine-tuning are
-selected the same way, from the same slice, with the same cap.
+Why it matters without DP: on a device's few records, plain training at the learning rate DP needs
+overshoots within a few epochs (the held-out loss turns up again), so a fixed epoch count measures
+each method at an arbitrary point of its curve. Local-only and fine-tuning are selected the same
+way, from the same slice, with the same cap.
 
 Written by hand: early stopping over a plain torch loop is a dozen lines; the libraries that offer
 it (Lightning, HF Trainer) would replace the training loop that DP-SGD shares with this path.

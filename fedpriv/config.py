@@ -17,11 +17,12 @@ from fedpriv.errors import ConfigError
 PROFILES = ("hospital", "phone")
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks", "ghost")
-# AdamW's step under record-level DP-SGD (client.dp_training.dp_learning_rate). Noise-dominated Adam
-# moves each coordinate about one step per update at random, so after T steps it has wandered ~step·√T:
-# `capped` keeps that walk within DP_WALK_RADIUS. 0.15 was the best of a step grid on a tuning
-# federation (seed 100, hospitals, 240 training records, ε = 8: 0.01 over 225 steps); with 80 records
-# (75 steps) the cap is 0.0173, above the 1/σ rule's step there, so those runs are unchanged.
+# AdamW's step under record-level DP-SGD (client.dp_training.dp_learning_rate). When the noise
+# dominates the gradient, Adam moves each coordinate about one step per update in a random
+# direction, so after T steps the adapter has drifted ~step·√T; `capped` bounds that drift by
+# DP_WALK_RADIUS (step ≤ DP_WALK_RADIUS/√T). The radius is an empirical default for LoRA adapters
+# of the shipped model, not a derived bound; the cap binds only on long runs, once
+# T > (DP_WALK_RADIUS·max(σ, 1)/learning-rate)².
 DP_WALK_RADIUS = 0.15
 DP_STEP_SIZES = ("capped", "inverse-sigma", "fixed")
 DP_STEP_RULES = {
@@ -35,7 +36,7 @@ DP_STEP_HELP = "record-level DP-SGD's AdamW step: " + "; ".join(f"{name} = {rule
 # i.e. the federation's updates, so the whole budget goes there; the personalization and local-only,
 # which never leave the device, train without noise and choose epochs and λ on validation. That is
 # joint DP (Jain et al., NeurIPS 2021): no other party's view depends on a record beyond ε, while a
-# device's own model may use its own records freely (as under client-level DP already).
+# device's own model may use its own records freely (as under client-level DP).
 DP_SCOPES = ("all", "uploads")
 DP_SCOPE_COVERS = {
     "all": "every training on the device's records, the on-device fine-tuning included",
@@ -60,7 +61,11 @@ class RunConfig:
     num_clients: int | None = None  # None = the profile's default (or every file in data_dir)
     records_per_client: int = 200
     rounds: int = 3
-    clients_per_round: int | None = None  # None = all clients every round
+    clients_per_round: int | None = None  # None = the profile's default: hospital all clients, phone a sample
+    # participation (server/participation.py; None or 0 = the profile's default, 0 for Flower's run config)
+    min_train_nodes: int | None = None  # valid train replies a round needs to update the global adapter
+    min_evaluate_nodes: int | None = None  # evaluate replies a round needs for its aggregate evaluation
+    round_timeout: float | None = None  # seconds the server waits for the replies of one train or evaluate step
     model: str = DEFAULT_MODEL
     # LoRA
     lora_rank: int = 8
@@ -104,6 +109,7 @@ class RunConfig:
     seed: int = 0
     out: str = ""
     state_dir: str = ""  # simulation: where virtual devices keep their ledgers (a real device sets node config state-dir)
+    resume: bool = False  # continue the run in `out` from its last round checkpoint (server/server_state.py)
 
     # ---- conversions -------------------------------------------------------------------------
 
@@ -176,6 +182,14 @@ class RunConfig:
             _positive("clients-per-round", self.clients_per_round)
         if self.num_clients and self.clients_per_round and self.clients_per_round > self.num_clients:
             raise ConfigError("clients-per-round", f"{self.clients_per_round} is more than num-clients={self.num_clients}")
+        if self.min_train_nodes is not None:
+            _positive("min-train-nodes", self.min_train_nodes, allow_zero=True)
+            if self.clients_per_round and self.min_train_nodes > self.clients_per_round:
+                raise ConfigError("min-train-nodes", f"{self.min_train_nodes} is more than clients-per-round={self.clients_per_round}")
+        if self.min_evaluate_nodes is not None:
+            _positive("min-evaluate-nodes", self.min_evaluate_nodes, allow_zero=True)
+        if self.round_timeout is not None:
+            _positive("round-timeout", self.round_timeout, allow_zero=True)
         if not self.model:
             raise ConfigError("model", "must name the default model, a local path or a Hugging Face model id")
         _positive("lora-rank", self.lora_rank)

@@ -1,40 +1,60 @@
-"""A strategy wrapper that records every reply into the run record before the strategy sees it.
+"""A strategy wrapper that writes the run record from what the strategy accepted.
 
-Recording is added by wrapping (like Flower's DP wrappers), so any strategy gets a run record
-without being edited.
+The wrapped strategy validates every reply first; the record is then written from the phase's
+`PhaseReport` (accepted replies, rejections with reasons, failures, nodes that never answered), so a
+malformed or forged reply can neither stop the server nor reach `metrics.json` as data. Recording
+is added by wrapping (like Flower's DP wrappers), so the strategies stay unaware of the record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.run_record import RunRecord
+from strategies.base import LoraStrategy
+from strategies.client_dp import ClientLevelDP
+
+
+def lora_strategy_of(strategy: Strategy) -> LoraStrategy:
+    """The fedpriv strategy that validates replies (itself, or the one client-level DP wraps)."""
+    if isinstance(strategy, LoraStrategy):
+        return strategy
+    if isinstance(strategy, ClientLevelDP):
+        return strategy.strategy
+    raise TypeError(f"the run record needs a fedpriv strategy (strategies/), got {type(strategy).__name__}")
 
 
 class RecordingStrategy(Strategy):
-    def __init__(self, inner: Strategy, record: RunRecord, on_round_end: Callable[[int], None] | None = None) -> None:
+    def __init__(self, inner: LoraStrategy | ClientLevelDP, record: RunRecord) -> None:
         self.inner = inner
+        self.validating = lora_strategy_of(inner)
         self.record = record
-        self.on_round_end = on_round_end
 
     def summary(self) -> None:
         self.inner.summary()
+
+    def _record(self, phase: str, server_round: int) -> None:
+        report = self.validating.phase_report(phase, server_round)
+        if report is not None:
+            self.record.add_phase(report)
+
+    def configure_identify(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> list[Message]:
+        return self.inner.configure_identify(server_round, arrays, config, grid)
+
+    def aggregate_identify(self, server_round: int, replies: Iterable[Message]) -> None:
+        self.inner.aggregate_identify(server_round, replies)
+        self._record("identify", server_round)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         return self.inner.configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
-        self.record.add_train_replies(server_round, replies)
         result = self.inner.aggregate_train(server_round, replies)
-        # fedpriv strategies expose what they rejected and (under client-level DP) what was spent.
-        rejected = getattr(self.inner, "rejections", {}).get(server_round, [])
-        if rejected:
-            self.record.rejections[server_round] = [f"node {node}: {reason}" for node, reason in rejected]
+        self._record("train", server_round)
         client_level = getattr(self.inner, "privacy_records", {}).get(server_round)
         if client_level is not None:
             self.record.client_level[server_round] = dict(client_level)
@@ -44,10 +64,6 @@ class RecordingStrategy(Strategy):
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        replies = list(replies)
-        self.record.add_evaluate_replies(server_round, replies)
         result = self.inner.aggregate_evaluate(server_round, replies)
-        self.record.save()
-        if self.on_round_end is not None:
-            self.on_round_end(server_round)
+        self._record("evaluate", server_round)
         return result

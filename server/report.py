@@ -1,12 +1,46 @@
-"""`report.md` and its plot: held-out perplexity and epsilon per round, epsilon next to every result."""
+"""`report.md` and its plot: held-out perplexity and epsilon per round, epsilon next to every result.
+
+Client ids and failure reasons come from the devices, so every one of them is escaped before it
+is written: `markdown_text` for report.md (no line breaks, no markup), `plot_label` for matplotlib
+(no mathtext, which a `$` would start and a malformed formula would crash).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 import statistics
 from pathlib import Path
 
 from fedpriv.config import DP_SCOPE_COVERS, DP_STEP_RULES
 from server.run_record import RunRecord
+
+logger = logging.getLogger(__name__)
+# Characters that start inline markup (links, emphasis, code, HTML, tables, strikethrough, math).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~$#!&])")
+
+
+def visible(text: object) -> str:
+    """The text with every non-printable character (newlines included) shown as an escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def markdown_text(text: object) -> str:
+    """Text that renders as itself inside a markdown line or table cell."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", visible(text))
+
+
+def markdown_code(text: object) -> str:
+    """An inline code span of the text (backslash escapes do not work inside one)."""
+    return "`" + visible(text).replace("`", "'") + "`"
+
+
+def plot_label(text: object) -> str:
+    """A matplotlib label shown as written: `$` escaped (no mathtext) and a leading `_` kept
+    (matplotlib leaves labels that start with one out of the legend)."""
+    label = visible(text).replace("$", r"\$")
+    return " " + label if label.startswith("_") else label
 
 
 def _series(record: RunRecord, key: str) -> dict[str, list[tuple[int, float]]]:
@@ -19,9 +53,12 @@ def _series(record: RunRecord, key: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def _baseline(record: RunRecord) -> dict[str, float]:
-    """Held-out perplexity of the initial (untrained) adapter, from round 1's pre-training evaluation."""
+    """Held-out perplexity of the initial (untrained) adapter: every device's evaluation before round 1,
+    else (runs recorded before that evaluation existed) round 1's pre-training evaluation."""
     first = record.rounds.get(1, {})
-    return {cid: float(e["start_perplexity"]) for cid, e in first.items() if e.get("start_perplexity") is not None}
+    baseline = {cid: float(e["start_perplexity"]) for cid, e in first.items() if e.get("start_perplexity") is not None}
+    baseline.update({cid: float(e["eval_perplexity"]) for cid, e in record.initial_evaluation.items() if e.get("eval_perplexity") is not None})
+    return baseline
 
 
 def plot(record: RunRecord, path: Path) -> Path:
@@ -37,14 +74,14 @@ def plot(record: RunRecord, path: Path) -> Path:
     for client_id, points in sorted(perplexity.items()):
         if client_id in baseline:
             points = [(0, baseline[client_id])] + points
-        ax_ppl.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
+        ax_ppl.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=plot_label(client_id))
     ax_ppl.set(title="Held-out perplexity of the global adapter", xlabel="round (0 = initial adapter)", ylabel="perplexity")
     if epsilon or record.client_level:
         for client_id, points in sorted(epsilon.items()):
-            ax_eps.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=client_id)
+            ax_eps.plot(*zip(*points), marker="o", linewidth=1, markersize=3, label=plot_label(client_id))
         if record.client_level:
             rounds = sorted(record.client_level)
-            ax_eps.plot(rounds, [record.client_level[r]["epsilon"] for r in rounds], "k--", marker="s", label="client-level (DP-FedAvg)")
+            ax_eps.plot(rounds, [float(record.client_level[r]["epsilon"]) for r in rounds], "k--", marker="s", label="client-level (DP-FedAvg)")
             ax_eps.legend(fontsize=7)
         ax_eps.set(title=f"ε spent, cumulative (δ={record.config.delta:g})", xlabel="round", ylabel="ε")
     else:
@@ -65,16 +102,21 @@ def plot(record: RunRecord, path: Path) -> Path:
 
 def write_report(record: RunRecord) -> Path:
     out = record.out_dir
-    png = plot(record, out / "perplexity_epsilon.png")
+    try:
+        png: Path | None = plot(record, out / "perplexity_epsilon.png")
+        plot_failure = ""
+    except Exception as err:  # noqa: BLE001 - a figure is not worth losing the report over
+        logger.warning("report: the plot failed (%s); writing report.md without it", err)
+        png, plot_failure = None, f"{type(err).__name__}: {err}"
     config = record.config
     last_round = max(record.rounds) if record.rounds else 0
     baseline = _baseline(record)
     lines = [
         "# fedpriv run report",
         "",
-        f"Profile `{config.profile}`{' (data from ' + config.data_dir + ')' if config.data_dir else ''}, "
-        f"{len({c for r in record.rounds.values() for c in r})} clients, {config.rounds} rounds, model `{config.model}`, "
-        f"LoRA r={config.lora_rank} on `{config.lora_targets}`, seed {config.seed}.",
+        f"Profile {markdown_code(config.profile)}{' (data from ' + markdown_code(config.data_dir) + ')' if config.data_dir else ''}, "
+        f"{len({c for r in record.rounds.values() for c in r})} clients, {config.rounds} rounds, model {markdown_code(config.model)}, "
+        f"LoRA r={config.lora_rank} on {markdown_code(config.lora_targets)}, seed {config.seed}.",
         "",
     ]
     server_step = f"; server learning rate η={config.server_learning_rate:g} (global += η·mean update)" if config.server_learning_rate != 1.0 else ""
@@ -93,7 +135,16 @@ def write_report(record: RunRecord) -> Path:
         )
     if config.dp_mode == "none":
         lines.append("**DP disabled (`--dp none`): these results carry no formal privacy guarantee.**")
-    lines += ["", f"![perplexity and epsilon per round]({png.name})", "", f"## Final round ({last_round})", ""]
+    participation = record.extra.get("participation")
+    if participation:
+        lines.append(f"Participation: {participation['clients_per_round']} clients sampled per round; a round updates the global "
+                     f"adapter with at least {participation['min_train_nodes']} valid replies (`min-train-nodes`) and evaluates "
+                     f"with at least {participation['min_evaluate_nodes']} (`min-evaluate-nodes`); the server waits "
+                     f"{participation['round_timeout']:g} s for each step's replies (`round-timeout`).")
+    if record.resumes:
+        lines.append("Resumed from its checkpoint at " + ", ".join(f"round {r['from_round']}" for r in record.resumes) + ".")
+    figure = f"![perplexity and epsilon per round]({png.name})" if png is not None else f"(no plot: {markdown_text(plot_failure)})"
+    lines += ["", figure, "", f"## Final round ({last_round})", ""]
     lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps | step size |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     final = record.rounds.get(last_round, {})
@@ -101,22 +152,33 @@ def write_report(record: RunRecord) -> Path:
         entry = final[client_id]
         privacy = record.record_level.get(client_id, {})
         def fmt(value, spec=".2f"):
-            return "–" if value is None else format(value, spec)
+            if value is None:
+                return "–"
+            value = float(value)
+            return "∞" if math.isinf(value) else format(value, spec)
         lines.append(
-            f"| {client_id} | {fmt(baseline.get(client_id))} | {fmt(entry.get('eval_perplexity'))} | "
+            f"| {markdown_text(client_id)} | {fmt(baseline.get(client_id))} | {fmt(entry.get('eval_perplexity'))} | "
             f"{fmt(privacy.get('epsilon'), '.3f')} | {fmt(privacy.get('delta'), 'g')} | {fmt(privacy.get('noise_multiplier'), '.3f')} | "
             f"{fmt(privacy.get('sample_rate'), '.4f')} | {privacy.get('steps', '–')} | {fmt(entry.get('learning_rate'), '.3g')} |"
         )
-    finals = [e["eval_perplexity"] for e in final.values() if e.get("eval_perplexity") is not None]
+    finals = [float(e["eval_perplexity"]) for e in final.values() if e.get("eval_perplexity") is not None]
     if finals and baseline:
         lines += ["", f"Mean held-out perplexity: {statistics.mean(baseline.values()):.2f} (initial) → {statistics.mean(finals):.2f} (after round {last_round})."]
+    skipped = [(r, phase, info["note"]) for r in sorted(record.replies) for phase, info in record.replies[r].items() if info.get("note")]
+    dropouts = [(r, phase, d) for r in sorted(record.dropouts) for phase, nodes in record.dropouts[r].items() for d in nodes]
+    if skipped or dropouts:
+        lines += ["", "## Participation", ""]
+        lines += [f"- round {r} ({phase}): {markdown_text(note)}" for r, phase, note in skipped]
+        lines += [f"- round {r} ({phase}): no reply from node {d['node_id']}"
+                  + (f" (client {markdown_text(d['client_id'])})" if d.get("client_id") else "") for r, phase, d in dropouts]
     if record.rejections:
-        lines += ["", "## Rejected updates (excluded from the aggregate)", ""]
-        lines += [f"- round {r}: {reason}" for r in sorted(record.rejections) for reason in record.rejections[r]]
+        lines += ["", "## Rejected replies (excluded from the aggregate and the record)", ""]
+        lines += [f"- round {r}: {markdown_text(reason)}" for r in sorted(record.rejections) for reason in record.rejections[r]]
     if record.failures:
         lines += ["", "## Failed replies", ""]
-        lines += [f"- round {r}: {reason}" for r in sorted(record.failures) for reason in record.failures[r]]
-    lines += ["", "Files: `metrics.json` (every round, every client), `adapters/round-NNN/` and `adapters/final/` (peft format).", ""]
+        lines += [f"- round {r}: {markdown_text(reason)}" for r in sorted(record.failures) for reason in record.failures[r]]
+    lines += ["", "Files: `metrics.json` (every round, every client), `adapters/round-NNN/` and `adapters/final/` (peft format), "
+              "`server_state/` (the checkpoint `--resume` continues from).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

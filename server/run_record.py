@@ -1,31 +1,80 @@
 """The run record: per-round, per-client metrics and the privacy each client has spent.
 
 Written to `metrics.json` after every round, so a crashed or interrupted run still leaves what it did.
+It is written only from what the strategy accepted (`strategies.validation.PhaseReport`): a reply
+the validator refused appears as a rejection with its reason, never with its metrics or ε.
+
+`metrics.json` is strict JSON (`allow_nan=False`). JSON has no infinity, so a non-finite number
+(ε = ∞ of a client without a formal guarantee, an infinite perplexity) is written as the string
+`"inf"` (`"-inf"`, `"nan"`); `load_metrics` reads those back as floats, and so does Python's
+`float("inf")`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Message
-
 from fedpriv.config import RunConfig
+from fedpriv.files import write_atomically
+from strategies.validation import PhaseReport
 
 TRAIN_KEYS = ("train_loss", "start_perplexity", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "round_steps", "num-examples", "learning_rate")
 EVAL_KEYS = ("eval_loss", "eval_perplexity")
+RECORD_LEVEL_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps")
+# Keys whose values are numbers wherever they appear in metrics.json (so "inf" there means ∞).
+NUMERIC_KEYS = frozenset(TRAIN_KEYS + EVAL_KEYS + ("planned_epsilon", "clipping_norm", "expected_clients"))
+NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/inf; write null rather than an invalid file.
+def encode_number(value: Any) -> Any:
+    """A float JSON can hold: non-finite floats become "inf" / "-inf" / "nan"."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return encode_number(value)
+
+
+def _decode_numbers(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: NONFINITE[v] if k in NUMERIC_KEYS and isinstance(v, str) and v in NONFINITE else v for k, v in obj.items()}
+
+
+def loads_metrics(text: str) -> dict[str, Any]:
+    """Parse metrics.json text; "inf" in a numeric field becomes float("inf")."""
+    return json.loads(text, object_hook=_decode_numbers)
+
+
+def load_metrics(path: Path) -> dict[str, Any]:
+    return loads_metrics(Path(path).read_text())
+
+
+def dumps_metrics(data: dict[str, Any]) -> str:
+    """Strict JSON (no NaN / Infinity tokens): non-finite numbers are written as strings."""
+    return json.dumps(_encode(data), indent=2, allow_nan=False)
+
+
+MAX_REASON = 600  # characters of a device's error text kept: its start and its end (a traceback's last line)
+
+
+def _node_label(node_id: int, phase: str) -> str:
+    return f"node {node_id}" if phase == "train" else f"node {node_id} ({phase})"
+
+
+def _reason(text: str) -> str:
+    if len(text) <= MAX_REASON:
+        return text
+    head, tail = MAX_REASON // 3, MAX_REASON - MAX_REASON // 3
+    return f"{text[:head]} … ({len(text) - MAX_REASON} characters left out) … {text[-tail:]}"
 
 
 @dataclass
@@ -34,59 +83,81 @@ class RunRecord:
     out_dir: Path
     rounds: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     record_level: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: dict[int, list[str]] = field(default_factory=dict)
+    failures: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason" (error replies)
     upload_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
     client_level: dict[int, dict[str, Any]] = field(default_factory=dict)  # round -> DP-FedAvg accounting
-    rejections: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason"
+    rejections: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason" (refused content)
+    dropouts: dict[int, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # round -> phase -> nodes
+    replies: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # round -> phase -> counts
+    initial_evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)  # client -> metrics of round 0
+    identify: dict[int, dict[str, Any]] = field(default_factory=dict)  # round the server (re)started at -> summary
+    resumes: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _client(self, server_round: int, client_id: str) -> dict[str, Any]:
         return self.rounds.setdefault(server_round, {}).setdefault(client_id, {"client_id": client_id})
 
-    def add_train_replies(self, server_round: int, replies: list[Message]) -> None:
-        for msg in replies:
-            if msg.has_error():
-                self.failures.setdefault(server_round, []).append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
-                continue
-            client_id = str(msg.content["client"]["client-id"])
-            metrics = msg.content["metrics"]
-            entry = self._client(server_round, client_id)
-            entry["trained"] = True
-            entry.update({k: _clean(metrics[k]) for k in TRAIN_KEYS if k in metrics})
-            if "arrays" in msg.content:
-                self.upload_bytes.setdefault(server_round, {})[client_id] = msg.content["arrays"].count_bytes()
-            if self.config.record_dp and "epsilon" in metrics:
-                self.record_level[client_id] = {
-                    "epsilon": float(metrics["epsilon"]),
-                    "delta": float(metrics["delta"]),
-                    "noise_multiplier": float(metrics["noise_multiplier"]),
-                    "sample_rate": float(metrics["sample_rate"]),
-                    "steps": int(metrics["steps"]),
-                    "accountant": self.config.accountant,
-                    "last_round": server_round,
-                }
+    def add_phase(self, report: PhaseReport) -> None:
+        """Record one phase of a round: accepted replies' metrics, rejections, failures, dropouts."""
+        server_round, phase = report.server_round, report.phase
+        summary = {
+            "sent": len(report.sent),
+            "accepted": len(report.accepted),
+            "rejected": len(report.rejected),
+            "failed": len(report.failed),
+            "no_reply": len(report.dropouts()),
+            "minimum": report.minimum,
+            "aggregated": report.aggregated,
+            **({"note": report.note} if report.note else {}),
+        }
+        dropouts = [{"node_id": node, "client_id": report.client_of.get(node)} for node in report.dropouts()]
+        failures = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.failed]
+        rejected = [f"{_node_label(n, phase)}: {_reason(reason)}" for n, reason in report.rejected]
+        if phase == "identify":  # before the first round of this server process: who is which client
+            self.identify[server_round] = {"replies": summary, "dropouts": dropouts, "failures": failures, "rejected": rejected}
+            if server_round == 0:  # the initial adapter, evaluated on every device before round 1
+                for accepted in report.accepted:
+                    self.initial_evaluation[accepted.client_id] = {k: accepted.metrics[k] for k in EVAL_KEYS if k in accepted.metrics}
+            return
+        for accepted in report.accepted:
+            metrics = accepted.metrics
+            entry = self._client(server_round, accepted.client_id)
+            if phase == "train":
+                entry["trained"] = True
+                entry.update({k: metrics[k] for k in TRAIN_KEYS if k in metrics})
+                self.upload_bytes.setdefault(server_round, {})[accepted.client_id] = accepted.upload_bytes
+                if self.config.record_dp and all(k in metrics for k in RECORD_LEVEL_KEYS):
+                    self.record_level[accepted.client_id] = {
+                        **{k: float(metrics[k]) for k in RECORD_LEVEL_KEYS if k != "steps"},
+                        "steps": int(metrics["steps"]),
+                        "accountant": self.config.accountant,
+                        "last_round": server_round,
+                    }
+            else:
+                entry.update({k: metrics[k] for k in EVAL_KEYS if k in metrics})
+                entry.setdefault("trained", False)
+        if failures:
+            self.failures.setdefault(server_round, []).extend(failures)
+        if rejected:
+            self.rejections.setdefault(server_round, []).extend(rejected)
+        self.dropouts.setdefault(server_round, {})[phase] = dropouts
+        self.replies.setdefault(server_round, {})[phase] = summary
 
-    def add_evaluate_replies(self, server_round: int, replies: list[Message]) -> None:
-        for msg in replies:
-            if msg.has_error():
-                self.failures.setdefault(server_round, []).append(f"node {msg.metadata.src_node_id} (evaluate): {msg.error.reason}")
-                continue
-            entry = self._client(server_round, str(msg.content["client"]["client-id"]))
-            metrics = msg.content["metrics"]
-            entry.update({k: _clean(metrics[k]) for k in EVAL_KEYS if k in metrics})
-            entry.setdefault("trained", False)
+    # ---- metrics.json --------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         rounds = []
-        for server_round in sorted(self.rounds):
-            clients = [self.rounds[server_round][cid] for cid in sorted(self.rounds[server_round])]
+        for server_round in sorted(set(self.rounds) | set(self.replies)):
+            clients = self.rounds.get(server_round, {})
             rounds.append(
                 {
                     "round": server_round,
-                    "clients": clients,
+                    "clients": [clients[cid] for cid in sorted(clients)],
                     "upload_bytes": self.upload_bytes.get(server_round, {}),
                     "failures": self.failures.get(server_round, []),
                     "rejected": self.rejections.get(server_round, []),
+                    "dropouts": self.dropouts.get(server_round, {}),
+                    "replies": self.replies.get(server_round, {}),
                     **({"client_level": self.client_level[server_round]} if server_round in self.client_level else {}),
                 }
             )
@@ -98,13 +169,39 @@ class RunRecord:
             privacy["client_level"] = self.client_level[max(self.client_level)]
         if self.config.dp_mode == "none":
             privacy["note"] = "DP disabled (--dp none / --no-dp): no formal privacy guarantee"
-        return {"config": self.config.as_dict(), "rounds": rounds, "privacy": privacy, **self.extra}
+        return {
+            "config": self.config.as_dict(),
+            "rounds": rounds,
+            "privacy": privacy,
+            "initial_evaluation": {cid: self.initial_evaluation[cid] for cid in sorted(self.initial_evaluation)},
+            "identify": {str(r): self.identify[r] for r in sorted(self.identify)},
+            **({"resumes": self.resumes} if self.resumes else {}),
+            **self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, config: RunConfig, out_dir: Path, data: dict[str, Any]) -> RunRecord:
+        """The record `to_json` wrote (numbers decoded by `loads_metrics`), to continue a resumed run."""
+        record = cls(config=config, out_dir=Path(out_dir))
+        for entry in data["rounds"]:
+            server_round = int(entry["round"])
+            if entry["clients"]:
+                record.rounds[server_round] = {c["client_id"]: dict(c) for c in entry["clients"]}
+            for name, target in (("upload_bytes", record.upload_bytes), ("dropouts", record.dropouts),
+                                 ("replies", record.replies), ("failures", record.failures), ("rejected", record.rejections)):
+                if entry.get(name):
+                    target[server_round] = type(entry[name])(entry[name])
+            if "client_level" in entry:
+                record.client_level[server_round] = dict(entry["client_level"])
+        record.record_level = {cid: dict(v) for cid, v in data["privacy"]["record_level"].items()}
+        record.initial_evaluation = {cid: dict(v) for cid, v in data.get("initial_evaluation", {}).items()}
+        record.identify = {int(r): dict(v) for r, v in data.get("identify", {}).items()}
+        record.resumes = list(data.get("resumes", []))
+        known = {"config", "rounds", "privacy", "initial_evaluation", "identify", "resumes"}
+        record.extra = {k: v for k, v in data.items() if k not in known}
+        return record
 
     def save(self) -> Path:
         path = self.out_dir / "metrics.json"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".metrics-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.to_json(), handle, indent=2)
-        os.replace(tmp, path)
+        write_atomically(path, dumps_metrics(self.to_json()))
         return path

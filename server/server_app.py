@@ -2,6 +2,11 @@
 
 `app` serves `flwr run .` (settings from `[tool.flwr.app.config]` / `--run-config`);
 `make_server_app(config)` serves `fedpriv simulate`, whose settings come from the CLI.
+
+After every round the server checkpoints what the next one needs (server/server_state.py). With
+`resume` set (`fedpriv simulate --resume RUN_DIR`, or `--run-config "resume=true out='RUN_DIR'"` for
+`flwr run`) it continues the run in `out` at the round after its last checkpoint, with the
+settings the run was started with.
 """
 
 from __future__ import annotations
@@ -9,20 +14,26 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
+from logging import WARNING
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.config import RunConfig
 from fedpriv.data import list_client_files
+from fedpriv.errors import ConfigError
 from fedpriv.modeling import initial_adapter_state
 from server.checkpoints import save_adapter
+from server.participation import resolve_participation
 from server.recording import RecordingStrategy
 from server.report import write_report
+from server.rounds import run_rounds
 from server.run_record import RunRecord
+from server.server_state import load_server_state, save_server_state, state_path
 from strategies.registry import build_strategy, default_strategy_name
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,13 +63,16 @@ def max_rank(config: RunConfig) -> int:
 def make_strategy(config: RunConfig, num_clients: int) -> Strategy:
     """The configured fedpriv strategy (strategies/registry.py), wrapped in client-level DP if asked."""
     name = strategy_name(config)
-    per_round = config.clients_per_round or num_clients
+    participation = resolve_participation(config, num_clients)
+    per_round = participation.clients_per_round
     options: dict[str, object] = {
         "fraction-train": per_round / num_clients,
-        "fraction-evaluate": 1.0,  # every client reports held-out perplexity every round
-        "min-train-nodes": per_round,
-        "min-evaluate-nodes": num_clients,
-        "min-available-nodes": num_clients,
+        "fraction-evaluate": 1.0,  # every connected client reports held-out perplexity every round
+        "min-train-nodes": per_round,  # Flower's: the sample size
+        "min-evaluate-nodes": 1,
+        "min-available-nodes": participation.min_available_nodes,
+        "min-train-replies": participation.min_train_nodes,
+        "min-evaluate-replies": participation.min_evaluate_nodes,
         "require-dp-metrics": config.record_dp,
         "secure-aggregation": config.secure_aggregation,
         "seed": config.seed,
@@ -98,33 +112,75 @@ def make_strategy(config: RunConfig, num_clients: int) -> Strategy:
 
 
 def run_federation(grid: Grid, config: RunConfig, on_round_end: Callable[[int], None] | None = None) -> RunRecord:
+    """Run (or, with `config.resume`, continue) the federation; returns the finished run record."""
     out_dir = Path(config.out)
-    record = RunRecord(config=config, out_dir=out_dir)
+    saved = None
+    if config.resume:
+        saved = load_server_state(out_dir)
+        config = resumed_config(config, saved.config)
+    elif state_path(out_dir).is_file():
+        raise ConfigError("out", f"{out_dir} holds a run's checkpoint; continue it with resume (fedpriv simulate --resume "
+                          f"{out_dir}) or choose another out")
     num_clients = resolve_num_clients(config)
-    recording = RecordingStrategy(make_strategy(config, num_clients), record, on_round_end=on_round_end)
+    participation = resolve_participation(config, num_clients)
+    strategy = make_strategy(config, num_clients)
     initial_config = dataclasses.replace(config, lora_rank=max_rank(config)) if strategy_name(config) == "hetlora" else config
-    initial = ArrayRecord(initial_adapter_state(initial_config))
-    record.extra["adapter"] = {"num_tensors": len(initial), "bytes": initial.count_bytes()}
+    if saved is None:
+        record = RunRecord(config=config, out_dir=out_dir)
+        arrays = ArrayRecord(initial_adapter_state(initial_config))
+        record.extra["adapter"] = {"num_tensors": len(arrays), "bytes": arrays.count_bytes()}
+        record.extra["participation"] = participation.as_dict()
+        first_round = 1
+        save_adapter(out_dir / "adapters" / "round-000", arrays.to_torch_state_dict(), initial_config)
+        save_server_state(out_dir, 0, config, arrays, strategy.state_dict(), record.to_json())
+    else:
+        record = RunRecord.from_json(config, out_dir, saved.record)
+        strategy.load_state_dict(saved.strategy)
+        arrays = saved.arrays
+        first_round = saved.completed_round + 1
+        if first_round > config.rounds and (out_dir / "report.md").is_file():
+            raise ConfigError("resume", f"the run in {out_dir} finished all {config.rounds} rounds; nothing to resume")
+        record.resumes.append({"from_round": first_round, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    recording = RecordingStrategy(strategy, record)
 
-    def checkpoint(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        # Called by the strategy before round 1 (round 0 = initial adapter) and after each round.
+    def after_round(server_round: int, arrays: ArrayRecord) -> None:
         save_adapter(out_dir / "adapters" / f"round-{server_round:03d}", arrays.to_torch_state_dict(), initial_config)
-        return None
+        record.save()
+        save_server_state(out_dir, server_round, config, arrays, strategy.state_dict(), record.to_json())
+        if on_round_end is not None:
+            on_round_end(server_round)
 
     run_config = ConfigRecord(config.to_flower())
-    result = recording.start(
-        grid=grid,
-        initial_arrays=initial,
+    final = run_rounds(
+        recording,
+        grid,
+        arrays,
+        first_round=first_round,
         num_rounds=config.rounds,
+        timeout=participation.round_timeout,
         train_config=run_config,
         evaluate_config=run_config,
-        evaluate_fn=checkpoint,
+        after_round=after_round,
     )
-    if result.arrays is not None:
-        save_adapter(out_dir / "adapters" / "final", result.arrays.to_torch_state_dict(), initial_config)
+    save_adapter(out_dir / "adapters" / "final", final.to_torch_state_dict(), initial_config)
     record.save()
     write_report(record)
     return record
+
+
+RESUME_PATHS = ("out", "data_dir", "state_dir")  # where the run's files are now: a run folder may move
+
+
+def resumed_config(given: RunConfig, recorded: RunConfig) -> RunConfig:
+    """The run continues with the settings it was started with, at the given paths; other given
+    settings that differ are reported and not used (changing the model, the strategy or DP halfway
+    is not a resume)."""
+    differing = sorted(k for k, v in given.as_dict().items() if k not in (*RESUME_PATHS, "resume") and v != getattr(recorded, k))
+    if differing:
+        log(WARNING, "resume: the run in %s continues with its recorded settings; ignored: %s", given.out,
+            ", ".join(f"{k.replace('_', '-')}={getattr(given, k)!r} (recorded {getattr(recorded, k)!r})" for k in differing))
+    paths = {k: getattr(given, k) or getattr(recorded, k) for k in RESUME_PATHS}
+    return dataclasses.replace(recorded, resume=True, **paths).validated()
 
 
 def make_server_app(config: RunConfig, on_round_end: Callable[[int], None] | None = None) -> ServerApp:
@@ -143,6 +199,8 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     config = RunConfig.from_flower(dict(context.run_config))
+    if config.resume and not config.out:
+        raise ConfigError("resume", "name the run to continue: --run-config \"resume=true out='RUN_DIR'\"")
     if not config.out:
         config.out = str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     if not config.data_dir:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedpriv.config import RunConfig
 from fedpriv.data import validate_data_dir
 from fedpriv.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flwr.clientapp import ClientApp
 
 # Ray runs floor(cores / num_cpus) clients at once; one core per client keeps every core busy.
 CPUS_PER_CLIENT = 1
@@ -39,8 +44,26 @@ def prepare_run(config: RunConfig) -> RunConfig:
     return config.validated()
 
 
-def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bool = False) -> Path:
-    """Run the federation; returns the run directory (metrics.json, report.md, adapters/)."""
+def resume_config(run_dir: Path) -> RunConfig:
+    """The config to continue the run in `run_dir` (`fedpriv simulate --resume`): the one it was
+    started with, at the folder's paths now (its data/ and devices/, if it has them)."""
+    from server.server_state import load_server_state
+
+    run_dir = Path(run_dir)
+    saved = load_server_state(run_dir)  # ConfigError (resume) if there is no readable checkpoint
+    config = dataclasses.replace(saved.config, out=str(run_dir), resume=True)
+    for key, own in (("data_dir", run_dir / "data"), ("state_dir", run_dir / "devices")):
+        if own.is_dir():
+            setattr(config, key, str(own))
+    if saved.completed_round >= config.rounds and (run_dir / "report.md").is_file():
+        raise ConfigError("resume", f"the run in {run_dir} finished all {config.rounds} rounds; nothing to resume")
+    return config.validated()
+
+
+def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bool = False, client_app: ClientApp | None = None) -> Path:
+    """Run the federation (or continue it: `config.resume`, see `resume_config`); returns the run
+    directory (metrics.json, report.md, adapters/, server_state/). `client_app`: the devices' app
+    (default: fedpriv's, client/client_app.py)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Stop `flwr` from trying to `uv sync` dependencies and Ray from phoning home.
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
@@ -49,14 +72,21 @@ def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bo
     # Ray workers re-import the project; make sure they find it from any working directory.
     project_root = str(Path(__file__).resolve().parent.parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, os.environ.get("PYTHONPATH")]))
-    config = prepare_run(config)
+    config = config.validated() if config.resume else prepare_run(config)
+    done = 0
+    if config.resume:
+        from server.server_state import load_server_state
+
+        done = load_server_state(Path(config.out)).completed_round
 
     from flwr.simulation import run_simulation as flower_run_simulation
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from client.client_app import app as client_app
     from server.server_app import make_server_app
+
+    if client_app is None:
+        from client.client_app import app as client_app
 
     if not verbose:
         _quiet_third_party_noise()
@@ -64,13 +94,14 @@ def run_simulation(config: RunConfig, *, show_progress: bool = True, verbose: bo
     console.print(
         f"[bold]fedpriv simulate[/]: profile={config.profile} clients={config.num_clients} rounds={config.rounds} "
         f"dp={config.dp_mode} strategy={config.strategy} → {config.out}"
+        + (f" (resuming after round {done})" if config.resume else "")
     )
     progress = Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not show_progress,
     )
     with progress:
-        task = progress.add_task("federated rounds", total=config.rounds)
+        task = progress.add_task("federated rounds", total=config.rounds, completed=done)
         server_app = make_server_app(config, on_round_end=lambda r: progress.update(task, completed=r))
         flower_run_simulation(
             server_app=server_app,

@@ -3,13 +3,25 @@
 It subclasses Flower's message-API ``FedAvg`` (for its sampling settings, ``summary`` and the
 ``start`` loop) but replaces everything between the messages and the aggregate:
 
+* ``configure_identify`` / ``aggregate_identify`` (called by fedpriv's server before its first
+  round, see ``server/rounds.py``) send every connected node not yet known an evaluate
+  instruction and learn, from the validated replies, which client each node is. Sampling then
+  draws from the nodes in client-id order, so with the same seed the same *clients* are sampled
+  whatever node ids Flower gave them (node ids are random per run; a resumed run gets new ones).
 * ``configure_train`` decodes the global adapter, lets the mode prepare it (FFA: shared seeded A;
   FedSA: drop B), sends every sampled node its own arrays and config (per-node messages, group_id
   = round), and remembers, per node, exactly what was sent and what must come back.
 * ``aggregate_train`` validates every reply against that template (see ``validation.py``),
-  records and logs rejections, and aggregates only the valid replies in node-id order, so the
-  aggregate is bit-identical to the aggregate of the valid replies alone. No valid reply → the
-  previous global arrays are kept (arrays None) with a warning.
+  records and logs rejections, and aggregates only the valid replies in client-id order, so the
+  aggregate is bit-identical to the aggregate of the valid replies alone. Fewer valid replies
+  than ``min_train_replies`` (default 1) → the previous global arrays are kept (arrays None) with
+  a warning and the reason in the round's :class:`PhaseReport`.
+* ``aggregate_evaluate`` validates evaluate replies the same way (sender, round, client record,
+  client-id binding, metrics) and aggregates them if at least ``min_evaluate_replies`` are valid.
+
+Every phase leaves a :class:`strategies.validation.PhaseReport` (``phase_report``): what was sent,
+accepted, rejected (and why), failed, and whether it aggregated; the run record is written from it.
+``state_dict`` / ``load_state_dict`` carry what the next round needs across a server restart.
 
 Aggregation works on *updates* u_i = reply_i − sent_i, mapped to the global space (hetlora:
 zero-padded to the global rank), optionally norm-bounded, combined (weighted mean by
@@ -17,7 +29,7 @@ num-examples, or coordinate-wise trimmed mean) and added to the global arrays. T
 public so wrappers (client-level DP) can reuse validation and the update space without editing
 the strategy: ``sample_train_nodes``, ``build_train_messages``, ``validate_replies``,
 ``round_state``, ``client_update``, ``update_space``, ``apply_update``, ``to_record``,
-``aggregate_metrics``.
+``aggregate_metrics``, ``order_nodes``.
 """
 
 from __future__ import annotations
@@ -42,13 +54,14 @@ from strategies.robust import check_robust_config, clip_update, trimmed_mean, we
 from strategies.validation import (
     BASE_REQUIRED_METRICS,
     DP_REQUIRED_METRICS,
+    ERROR_REPLY,
     ArraySpec,
-    ReplyRejected,
+    ClientBindings,
+    PhaseReport,
     RoundValidator,
     Template,
     ValidationPolicy,
     ValidReply,
-    check_metrics,
     template_of,
 )
 
@@ -94,6 +107,8 @@ class LoraStrategy(FedAvg):
         secure_aggregation: bool = False,
         server_learning_rate: float = 1.0,
         seed: int | None = None,
+        min_train_replies: int = 1,
+        min_evaluate_replies: int = 1,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -116,6 +131,11 @@ class LoraStrategy(FedAvg):
             eta = math.nan
         if isinstance(server_learning_rate, bool) or not (math.isfinite(eta) and eta > 0):
             raise ConfigError("server-learning-rate", f"must be a positive number, got {server_learning_rate!r}")
+        for key, value in (("min-train-replies", min_train_replies), ("min-evaluate-replies", min_evaluate_replies)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(key, f"must be a positive integer, got {value!r}")
+        self.min_train_replies = min_train_replies
+        self.min_evaluate_replies = min_evaluate_replies
         required = tuple(required_metrics) if required_metrics is not None else BASE_REQUIRED_METRICS
         if require_dp_metrics:
             required += tuple(k for k in DP_REQUIRED_METRICS if k not in required)
@@ -132,11 +152,15 @@ class LoraStrategy(FedAvg):
         self.server_learning_rate = eta
         self._rng = random.Random(seed)
         self._rounds: dict[int, RoundState] = {}
+        self._eval_validators: dict[tuple[str, int], RoundValidator] = {}
+        self.bindings = ClientBindings()
+        self.node_client_ids: dict[int, str] = self.bindings.client_of  # node -> client id (accepted replies)
+        self.epsilon_floor: dict[str, float] = {}  # client id -> highest record-level ε accepted
         # Public records for the run record.
-        self.rejections: dict[int, list[tuple[int, str]]] = {}
+        self.rejections: dict[int, list[tuple[int, str]]] = {}  # train replies not accepted (errors included)
         self.accepted: dict[int, list[int]] = {}
         self.eval_rejections: dict[int, list[tuple[int, str]]] = {}
-        self.node_client_ids: dict[int, str] = {}
+        self.reports: dict[tuple[str, int], PhaseReport] = {}  # (phase, round) -> what happened
 
     # ------------------------------------------------------------------------------------------
     # Hooks for subclasses
@@ -176,8 +200,8 @@ class LoraStrategy(FedAvg):
         return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
 
     def on_valid_reply(self, reply: ValidReply) -> None:
-        """Called for every valid reply (hetlora learns profiles here)."""
-        self.node_client_ids[reply.node_id] = reply.client_id
+        """Called for every accepted reply, train or evaluate (hetlora learns profiles here)."""
+        self.bindings.bind(reply.node_id, reply.client_id)
 
     def describe(self) -> dict[str, Any]:
         """Settings for the run record."""
@@ -190,19 +214,75 @@ class LoraStrategy(FedAvg):
             "required_metrics": list(self.policy.required_metrics),
             "max_num_examples": self.policy.max_num_examples,
             "max_payload_bytes": self.policy.max_payload_bytes,
+            "min_train_replies": self.min_train_replies,
+            "min_evaluate_replies": self.min_evaluate_replies,
         }
+
+    # ------------------------------------------------------------------------------------------
+    # Identity, ordering, reports, restart state
+
+    def order_nodes(self, nodes: Iterable[int]) -> list[int]:
+        """Nodes whose client id is known, in client-id order, then the others by node id.
+
+        Sampling draws positions in this list, so a seed picks the same clients in every run."""
+        nodes = [int(n) for n in nodes]
+        known = sorted((self.node_client_ids[n], n) for n in nodes if n in self.node_client_ids)
+        return [n for _, n in known] + sorted(n for n in nodes if n not in self.node_client_ids)
+
+    def phase_report(self, phase: str, server_round: int) -> PhaseReport | None:
+        return self.reports.get((phase, server_round))
+
+    def start_report(self, phase: str, server_round: int, sent: Sequence[int], minimum: int) -> PhaseReport:
+        report = PhaseReport(phase=phase, server_round=server_round, sent=[int(n) for n in sent], minimum=minimum,
+                             client_of={int(n): self.node_client_ids[int(n)] for n in sent if int(n) in self.node_client_ids})
+        self.reports[(phase, server_round)] = report
+        for key in [k for k in self.reports if k[1] < server_round - 1]:  # the run record reads them right away
+            del self.reports[key]
+        return report
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the next round needs after a restart (JSON-serializable): the sampler's RNG and the
+        ε each client reported. Node-keyed state (client bindings, hetlora's learned profiles) is
+        not kept: node ids change with a new Flower run, and ``configure_identify`` relearns it."""
+        version, internal, gauss = self._rng.getstate()
+        return {"rng": [version, list(internal), gauss], "epsilon_floor": dict(self.epsilon_floor)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
+        self.epsilon_floor = {str(k): float(v) for k, v in state["epsilon_floor"].items()}
+
+    def configure_identify(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]:
+        """Evaluate instructions for every connected node whose client id is not known yet.
+
+        ``server_round`` is the round the global adapter comes from (0: the initial one). The
+        device answers as it does any evaluate instruction; its reply tells which client it is."""
+        nodes = wait_for_nodes(grid, self.min_available_nodes)
+        unknown = [n for n in nodes if n not in self.node_client_ids]
+        return self.build_evaluate_messages(server_round, arrays, config, unknown, phase="identify")
+
+    def aggregate_identify(self, server_round: int, replies: Iterable[Message]) -> None:
+        valid = self._validate_evaluate("identify", server_round, replies)
+        report = self.reports[("identify", server_round)]
+        report.aggregated = bool(valid)
+        log(INFO, "identify: %d of %d nodes told their client id", len(valid), len(report.sent))
 
     # ------------------------------------------------------------------------------------------
     # Train: configure
 
     def sample_train_nodes(self, server_round: int, grid: Grid) -> list[int]:
-        """Flower's fixed-size sampling without replacement (fraction_train / min_train_nodes)."""
+        """Flower's fixed-size sampling without replacement (fraction_train / min_train_nodes),
+        drawn from the nodes in ``order_nodes`` order."""
         if self.fraction_train == 0.0:
             return []
         num_connected = len(list(grid.get_node_ids()))
         sample_size = max(int(num_connected * self.fraction_train), self.min_train_nodes)
-        nodes = wait_for_nodes(grid, max(self.min_available_nodes, sample_size))
-        return sorted(self._rng.sample(nodes, sample_size))
+        nodes = self.order_nodes(wait_for_nodes(grid, max(self.min_available_nodes, sample_size)))
+        if sample_size >= len(nodes):
+            return nodes
+        return self.order_nodes(self._rng.sample(nodes, sample_size))
 
     def _node_message(
         self, node_id: int, server_round: int, config: ConfigRecord, sent: dict, record_cache: dict, message_type: str
@@ -244,8 +324,10 @@ class LoraStrategy(FedAvg):
             state.sent[node_id] = sent
             state.templates[node_id] = template_of({k: sent[k] for k in reply_keys})
             messages.append(self._node_message(node_id, server_round, config, sent, record_cache, MessageType.TRAIN))
-        state.validator = RoundValidator(server_round, state.templates, self.policy)
+        state.validator = RoundValidator(server_round, state.templates, self.policy, bindings=self.bindings,
+                                         epsilon_floor=self.epsilon_floor)
         self._rounds[server_round] = state
+        self.start_report("train", server_round, state.node_ids, self.min_train_replies)
         for old in [r for r in self._rounds if r < server_round - 1]:
             del self._rounds[old]
         return messages
@@ -257,20 +339,26 @@ class LoraStrategy(FedAvg):
     # Train: validate + aggregate
 
     def validate_replies(self, server_round: int, replies: Iterable[Message]) -> list[ValidReply]:
-        """Validate replies; log and record rejections; return valid ones sorted by node id."""
+        """Validate train replies; log and record rejections; return valid ones in client-id order."""
         replies = list(replies)
         state = self._rounds.get(server_round)
+        report = self.reports.get(("train", server_round)) or self.start_report("train", server_round, [], self.min_train_replies)
         if state is None or state.validator is None:
             rejected = [(int(m.metadata.src_node_id), "no train instruction recorded for this round") for m in replies]
             valid: list[ValidReply] = []
         else:
             valid, rejected = state.validator.validate(replies)
+        failed = _split_failures(replies, rejected)
         for node_id, reason in rejected:
             log(WARNING, "Round %d: rejected reply from node %d: %s", server_round, node_id, reason)
         self.rejections.setdefault(server_round, []).extend(rejected)
         self.accepted.setdefault(server_round, []).extend(r.node_id for r in valid)
         for reply in valid:
             self.on_valid_reply(reply)
+            epsilon = reply.metrics.get("epsilon")  # only a train reply's ε counts: it comes with the update it paid for
+            if isinstance(epsilon, int | float) and epsilon > self.epsilon_floor.get(reply.client_id, -math.inf):
+                self.epsilon_floor[reply.client_id] = float(epsilon)
+        report.add(valid, [r for r in rejected if r not in failed], failed, self.arrayrecord_key)
         log(INFO, "aggregate_train: round %d, %d valid replies, %d rejected", server_round, len(valid), len(rejected))
         return valid
 
@@ -334,10 +422,14 @@ class LoraStrategy(FedAvg):
         valid = self.validate_replies(server_round, replies)
         num_rejected = len(replies) - len(valid)
         state = self._rounds.get(server_round)
-        if not valid or state is None:
-            log(WARNING, "Round %d: no valid reply; keeping the previous global arrays", server_round)
-            return None, self.aggregate_metrics([], num_rejected)
+        report = self.reports[("train", server_round)]
+        if state is None or len(valid) < self.min_train_replies:
+            report.note = (f"{len(valid)} valid of {len(state.node_ids) if state else 0} sampled, fewer than the "
+                           f"{self.min_train_replies} needed (min-train-nodes): kept the previous global adapter")
+            log(WARNING, "Round %d: %s", server_round, report.note)
+            return None, self.aggregate_metrics(valid, num_rejected)
         new_global = self.aggregate_valid(state, valid)
+        report.aggregated = True
         return self.to_record(new_global), self.aggregate_metrics(valid, num_rejected)
 
     # ------------------------------------------------------------------------------------------
@@ -350,43 +442,65 @@ class LoraStrategy(FedAvg):
             return []
         num_connected = len(list(grid.get_node_ids()))
         sample_size = max(int(num_connected * self.fraction_evaluate), self.min_evaluate_nodes)
-        nodes = wait_for_nodes(grid, max(self.min_available_nodes, sample_size))
-        node_ids = sorted(self._rng.sample(nodes, sample_size))
+        nodes = self.order_nodes(wait_for_nodes(grid, max(self.min_available_nodes, sample_size)))
+        if sample_size < len(nodes):
+            nodes = self.order_nodes(self._rng.sample(nodes, sample_size))
+        messages = self.build_evaluate_messages(server_round, arrays, config, nodes)
+        log(INFO, "configure_evaluate: sampled %d nodes", len(nodes))
+        return messages
+
+    def build_evaluate_messages(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, node_ids: Sequence[int], phase: str = "evaluate"
+    ) -> list[Message]:
+        """Evaluate instructions (the whole adapter the mode evaluates) and the validator of their replies."""
         global_arrays = self.prepare_global(decode_record(arrays), server_round)
         keys = self.eval_keys(global_arrays)
         messages: list[Message] = []
         record_cache: dict[Any, ArrayRecord] = {}
         for node_id in node_ids:
-            sent = self.arrays_for_node(node_id, global_arrays, keys)
-            messages.append(self._node_message(node_id, server_round, config, sent, record_cache, MessageType.EVALUATE))
-        log(INFO, "configure_evaluate: sampled %d nodes", len(node_ids))
-        return messages
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        """Tolerant evaluate aggregation: bad replies are skipped and recorded, never fatal."""
+            sent = self.arrays_for_node(int(node_id), global_arrays, keys)
+            messages.append(self._node_message(int(node_id), server_round, config, sent, record_cache, MessageType.EVALUATE))
         policy = ValidationPolicy(required_metrics=(self.weighted_by_key,), weighted_by_key=self.weighted_by_key,
                                   max_num_examples=self.policy.max_num_examples)
-        good: list[tuple[dict[str, Any], float]] = []
-        rejected: list[tuple[int, str]] = []
-        seen: set[int] = set()
-        for msg in replies:
-            node_id = int(msg.metadata.src_node_id)
-            try:
-                if msg.has_error():
-                    raise ReplyRejected(f"error reply (code {msg.error.code}): {msg.error.reason}")
-                if node_id in seen:
-                    raise ReplyRejected("second reply from the same node in this round")
-                seen.add(node_id)
-                metrics, num = check_metrics(msg.content.get("metrics"), policy)
-                good.append((metrics, num))
-            except ReplyRejected as exc:
-                rejected.append((node_id, exc.reason))
-                log(WARNING, "Round %d: rejected evaluate reply from node %d: %s", server_round, node_id, exc.reason)
-        self.eval_rejections.setdefault(server_round, []).extend(rejected)
-        if not good:
+        self._eval_validators[(phase, server_round)] = RoundValidator(
+            server_round, {int(n): {} for n in node_ids}, policy, message_type=MessageType.EVALUATE, bindings=self.bindings
+        )
+        for key in [k for k in self._eval_validators if k[1] < server_round - 1]:
+            del self._eval_validators[key]
+        minimum = self.min_evaluate_replies if phase == "evaluate" else 1
+        self.start_report(phase, server_round, node_ids, minimum)
+        return messages
+
+    def _validate_evaluate(self, phase: str, server_round: int, replies: Iterable[Message]) -> list[ValidReply]:
+        replies = list(replies)
+        validator = self._eval_validators.get((phase, server_round))
+        report = self.reports.get((phase, server_round)) or self.start_report(phase, server_round, [], self.min_evaluate_replies)
+        if validator is None:
+            valid: list[ValidReply] = []
+            rejected = [(int(m.metadata.src_node_id), f"no {phase} instruction recorded for this round") for m in replies]
+        else:
+            valid, rejected = validator.validate(replies)
+        failed = _split_failures(replies, rejected)
+        for node_id, reason in rejected:
+            log(WARNING, "Round %d: rejected %s reply from node %d: %s", server_round, phase, node_id, reason)
+        if phase == "evaluate":
+            self.eval_rejections.setdefault(server_round, []).extend(rejected)
+        for reply in valid:
+            self.on_valid_reply(reply)
+        report.add(valid, [r for r in rejected if r not in failed], failed)
+        return valid
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Validated evaluate aggregation: bad replies are skipped and recorded, never fatal."""
+        valid = self._validate_evaluate("evaluate", server_round, replies)
+        report = self.reports[("evaluate", server_round)]
+        if len(valid) < self.min_evaluate_replies:
+            report.note = (f"{len(valid)} valid evaluate replies, fewer than the {self.min_evaluate_replies} needed "
+                           "(min-evaluate-nodes): no aggregate evaluation this round")
+            log(WARNING, "Round %d: %s", server_round, report.note)
             return None
-        metrics = aggregate_metric_dicts([m for m, _ in good], [n for _, n in good], self.weighted_by_key)
-        return metrics
+        report.aggregated = True
+        return aggregate_metric_dicts([r.metrics for r in valid], [r.num_examples for r in valid], self.weighted_by_key)
 
     def summary(self) -> None:
         log(INFO, "\t├──> %s (mode=%s)", self.__class__.__name__, self.mode)
@@ -397,6 +511,12 @@ class LoraStrategy(FedAvg):
 
 # ----------------------------------------------------------------------------------------------
 # helpers
+
+
+def _split_failures(replies: Sequence[Message], rejected: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The rejections that are error replies (the device failed) rather than refused content."""
+    errored = {int(m.metadata.src_node_id) for m in replies if m.has_error()}
+    return [(node, reason) for node, reason in rejected if node in errored and reason.startswith(ERROR_REPLY)]
 
 
 def wait_for_nodes(grid: Grid, minimum: int) -> list[int]:

@@ -12,7 +12,15 @@ Each round, for the sampled clients:
 4. global ← global + that mean, through the strategy (ffa keeps A₀ fixed).
 
 The noisy aggregate is released every configured round, even when no client (or no valid reply)
-is in the sample, so the released output is always the Gaussian mechanism that is accounted.
+is in the sample, so the released output is always the Gaussian mechanism that is accounted. For
+the same reason the wrapped strategy's ``min_train_replies`` does not hold a release back: whether
+enough clients replied depends on who was sampled, which is what client-level DP protects, so
+keeping the previous adapter instead would be an unaccounted release. The shortfall is recorded
+in the round's report.
+
+Sampling draws from the connected nodes in the wrapped strategy's ``order_nodes`` (client-id)
+order, and a round waits only for ``min_available_nodes`` of them, not for the whole population:
+a node that is offline is simply not sampled, which can only lower its inclusion probability.
 
 Sampling (``sampling``): ``poisson`` (default) — this wrapper's ``configure_train`` includes
 every connected node independently with probability q (so the number of clients per round varies)
@@ -28,7 +36,7 @@ Mironov-style attacks): fine for research runs, not for production.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from logging import INFO, WARNING
 from typing import Any
 
@@ -221,8 +229,7 @@ class ClientLevelDP(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        minimum = self.population or self.strategy.min_available_nodes
-        nodes = wait_for_nodes(grid, minimum)
+        nodes = self.strategy.order_nodes(wait_for_nodes(grid, self.strategy.min_available_nodes))
         self._setup(len(nodes))
         if len(nodes) != self.population:
             log(WARNING, "client-dp: %d nodes connected, accounting assumes a population of %d", len(nodes), self.population)
@@ -230,8 +237,10 @@ class ClientLevelDP(Strategy):
             self.budget_exhausted = True
             log(WARNING, "client-dp: the next round would exceed max epsilon %.3g (now %.3g); no more training",
                 self.max_epsilon, self.accountant.epsilon())
+            report = self.strategy.start_report("train", server_round, [], self.strategy.min_train_replies)
+            report.note = f"no training: the next round would exceed the client-level max epsilon {self.max_epsilon:g}"
             return []
-        sampled = self.sample_nodes(nodes)
+        sampled = self.strategy.order_nodes(self.sample_nodes(nodes))
         log(INFO, "configure_train: client-dp %s sampling chose %d of %d nodes (expected %.2f)",
             self.sampling, len(sampled), len(nodes), self.expected_clients)
         self._configured.add(server_round)
@@ -269,6 +278,12 @@ class ClientLevelDP(Strategy):
             "clipped_fraction": float(np.mean([n > S for n in norms])) if norms else 0.0,
             "median_update_norm": float(np.median(norms)) if norms else 0.0,
         }
+        report = self.strategy.phase_report("train", server_round)
+        if report is not None:
+            report.aggregated = True
+            if len(valid) < self.strategy.min_train_replies:
+                report.note = (f"{len(valid)} valid replies, fewer than min-train-nodes {self.strategy.min_train_replies}; "
+                               "the accounted noisy aggregate was released all the same (client-level DP)")
         if not valid:
             log(WARNING, "Round %d: no valid reply; releasing the noise-only aggregate (client-dp)", server_round)
         log(INFO, "client-dp: round %d, %d clipped updates, noise std %.4g on the sum / %.2f; epsilon=%.4f (delta=%g)",
@@ -285,6 +300,38 @@ class ClientLevelDP(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def configure_identify(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> list[Message]:
+        return self.strategy.configure_identify(server_round, arrays, config, grid)
+
+    def aggregate_identify(self, server_round: int, replies: Iterable[Message]) -> None:
+        self.strategy.aggregate_identify(server_round, replies)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped strategy's state, the sampling-and-noise RNG, and the accountant (its
+        parameters and the rounds composed so far: every round is the same event)."""
+        return {
+            "strategy": self.strategy.state_dict(),
+            "rng": self._rng.bit_generator.state,
+            "population": self.population,
+            "sample_rate": self.sample_rate,
+            "noise_multiplier": self.noise_multiplier,
+            "accounted_rounds": self.accountant.rounds if self.accountant is not None else 0,
+            "budget_exhausted": self.budget_exhausted,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.strategy.load_state_dict(state["strategy"])
+        self._rng.bit_generator.state = state["rng"]
+        self.budget_exhausted = bool(state["budget_exhausted"])
+        if state["population"] is None:  # saved before the first round configured anything
+            return
+        self.accountant = None
+        self.population = int(state["population"])
+        self.sample_rate = float(state["sample_rate"])
+        self.noise_multiplier = float(state["noise_multiplier"])  # as calibrated: not calibrated again
+        self._setup(self.population)
+        self.accountant.rounds = int(state["accounted_rounds"])
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.strategy.aggregate_evaluate(server_round, replies)

@@ -7,7 +7,10 @@ DP is on, else ``fedavg``). Option keys may be written with ``-`` or ``_`` (``"t
 Common options (every name): fraction-train, fraction-evaluate, min-train-nodes,
 min-evaluate-nodes, min-available-nodes, weighted-by-key, required-metrics, require-dp-metrics,
 max-num-examples, max-payload-bytes, norm-bound, trim-beta, secure-aggregation,
-server-learning-rate, seed.
+server-learning-rate, seed, min-train-replies, min-evaluate-replies. As in Flower,
+``min-train-nodes`` / ``min-evaluate-nodes`` are the least number of nodes *sampled*;
+``min-train-replies`` / ``min-evaluate-replies`` the valid replies a round needs to aggregate
+(the run config's ``min-train-nodes`` / ``min-evaluate-nodes`` set these, server/participation.py).
 ffa: ffa-a-seed, ffa-a-init, ffa-send-a. hetlora: hetlora-client-ranks, hetlora-profile-ranks,
 hetlora-node-profiles, hetlora-default-rank, hetlora-rank-fn, hetlora-method, hetlora-pad-target,
 hetlora-scale-alpha. Client-level DP (wraps the strategy in ``ClientLevelDP`` when
@@ -56,6 +59,8 @@ COMMON_OPTIONS: dict[str, str] = {  # option key -> constructor argument
     "secure_aggregation": "secure_aggregation",
     "server_learning_rate": "server_learning_rate",
     "seed": "seed",
+    "min_train_replies": "min_train_replies",
+    "min_evaluate_replies": "min_evaluate_replies",
 }
 MODE_OPTIONS: dict[str, dict[str, str]] = {
     "fedavg": {},

@@ -16,6 +16,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def task_identity() -> None:
+    """Message() outside a Flower process needs the run/node/task identity a ServerApp would set."""
+    from tests.fakes import ensure_task_identity
+
+    ensure_task_identity()
+
+
+@pytest.fixture(scope="session")
 def models():
     """The shipped default base model, loaded once; each `lora_model(config)` is a fresh copy."""
     from client.personalize import BaseModelCache

@@ -10,7 +10,11 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedpriv.adapter_parts import lora_role, partner_key
 from strategies.base import decode_record, to_array_record
+
+# Strategy options for tests: a round may run with a single node; seeded sampling.
+ONE_NODE: dict[str, int] = {"min_train_nodes": 1, "min_available_nodes": 1, "min_evaluate_nodes": 1, "seed": 0}
 
 
 def ensure_task_identity(run_id: int = 1, node_id: int = 1, task_id: int = 1) -> None:
@@ -57,6 +61,29 @@ def make_adapter(
 
 def instruction_arrays(msg: Message) -> dict[str, np.ndarray]:
     return decode_record(msg.content["arrays"])
+
+
+def configure_by_node(
+    strategy: Any,
+    nodes: Iterable[int],
+    arrays: Mapping[str, np.ndarray],
+    server_round: int = 1,
+    config: Mapping[str, Any] | None = None,
+) -> dict[int, Message]:
+    """The train instructions of one round over ``nodes``, keyed by destination node."""
+    msgs = strategy.configure_train(server_round, to_array_record(arrays), ConfigRecord(dict(config or {})), FakeGrid(nodes))
+    return {m.metadata.dst_node_id: m for m in msgs}
+
+
+def perturbed(arrays: Mapping[str, np.ndarray], seed: int, scale: float = 0.05) -> dict[str, np.ndarray]:
+    """``arrays`` plus seeded Gaussian noise of std ``scale`` (a stand-in for local training), float32."""
+    rng = np.random.default_rng(seed)
+    return {k: (v + rng.normal(0, scale, v.shape)).astype(np.float32) for k, v in arrays.items()}
+
+
+def lora_pairs(arrays: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
+    """(A key, B key) of every LoRA module in an adapter."""
+    return [(k, partner_key(k)) for k in arrays if lora_role(k) == "A"]
 
 
 def default_metrics(num_examples: int | float = 10, **extra: Any) -> dict[str, Any]:

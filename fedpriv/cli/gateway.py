@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,44 +97,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # ---- argument types ------------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
+def _checked(text: str, kind: type[int] | type[float], ok: Callable[[float], bool], requirement: str) -> Any:
+    """``text`` parsed as ``kind`` and accepted by ``ok``; otherwise an argparse error saying which."""
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+    if not ok(value):  # NaN fails every comparison, so it is refused too
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _checked(text, float, lambda v: v > 0, "> 0")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    return _checked(text, int, lambda v: v > 0, "> 0")
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _checked(text, int, lambda v: v >= 0, ">= 0")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+    return _checked(text, float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
 def _port(text: str) -> int:

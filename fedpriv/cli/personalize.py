@@ -96,7 +96,7 @@ def _print(summary: dict[str, Any], result_path: Path) -> None:
         table.add_column(column, justify="right")
     for client_id, r in summary["clients"].items():
         eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3f}"
-        private = r.get("private_model", "finetuned").replace("_", " ")  # rows written before it was recorded: fine-tuned
+        private = r.get("private_model", "finetuned").replace("_", " ")  # optional field; absent = fine-tuned
         table.add_row(client_id, f"{r['federated_perplexity']:.2f}", f"{r['finetuned_perplexity']:.2f}", str(r["finetune_epochs"]),
                       private, f"{r['global_weight']:g}", f"{r['personalized_perplexity']:.2f}", eps)
     console = Console()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, PROFILES, STRATEGIES, RunConfig
@@ -24,7 +23,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--records-per-client", type=int, default=defaults.records_per_client, help="synthetic records per client")
     fed = sim.add_argument_group("federation")
     fed.add_argument("--rounds", type=int, default=defaults.rounds)
-    fed.add_argument("--clients-per-round", type=int, default=None, help="clients sampled for training each round (default: all)")
+    fed.add_argument("--clients-per-round", type=int, default=None,
+                     help="clients sampled for training each round (default: all for hospital; for phone a quarter, at least 5)")
+    fed.add_argument("--min-train-nodes", type=int, default=None,
+                     help="valid train replies a round needs to update the global adapter (default: all sampled for hospital, "
+                          "three quarters of the sample for phone); with fewer the round keeps the previous adapter")
+    fed.add_argument("--min-evaluate-nodes", type=int, default=None,
+                     help="evaluate replies a round needs for its aggregate evaluation (default: all for hospital, three quarters for phone)")
+    fed.add_argument("--round-timeout", type=float, default=None,
+                     help="seconds the server waits for one train or evaluate step's replies (default: 3600 hospital, 600 phone)")
     fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), a local model directory, or a cached Hugging Face model id")
     fed.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
     fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt")
@@ -64,6 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run = sim.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--out", default="", help="run directory (default: runs/<timestamp>-<profile>); must not exist or be empty")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue an interrupted run at the round after its last checkpoint, with the settings it was started with")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     sim.set_defaults(func=_simulate)
@@ -89,6 +98,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         records_per_client=args.records_per_client,
         rounds=args.rounds,
         clients_per_round=args.clients_per_round,
+        min_train_nodes=args.min_train_nodes,
+        min_evaluate_nodes=args.min_evaluate_nodes,
+        round_timeout=args.round_timeout,
         model=args.model,
         lora_rank=args.lora_rank,
         lora_targets=args.lora_targets,
@@ -125,9 +137,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _simulate(args: argparse.Namespace) -> int:
     from fedpriv.errors import ConfigError
     from fedpriv.modeling import resolve_model
+    from server.run_record import load_metrics
     from simulations.simulate import run_simulation
 
     config = config_from_args(args)
+    if args.resume is not None:
+        from simulations.simulate import resume_config
+
+        changed = sorted(k for k, v in config.as_dict().items() if v != getattr(RunConfig(), k))
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ConfigError("resume", f"a resumed run keeps the settings it was started with; drop {flags}")
+        out = run_simulation(resume_config(Path(args.resume)), show_progress=not args.no_progress, verbose=args.verbose)
+        print_summary(out, load_metrics(out / "metrics.json"))
+        return 0
     if args.target_epsilon is not None and args.target_epsilon <= 0:
         raise ConfigError("target-epsilon", f"must be greater than zero, got {args.target_epsilon}")
     if args.client_target_epsilon is not None and args.client_target_epsilon <= 0:
@@ -137,13 +160,13 @@ def _simulate(args: argparse.Namespace) -> int:
     config.validated()
     resolve_model(config.model)  # a missing model path fails here, before any data is written
     out = run_simulation(config, show_progress=not args.no_progress, verbose=args.verbose)
-    metrics = json.loads((out / "metrics.json").read_text())
-    _print_summary(out, metrics)
+    print_summary(out, load_metrics(out / "metrics.json"))
     return 0
 
 
-def _print_summary(out: Path, metrics: dict) -> None:
+def print_summary(out: Path, metrics: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
@@ -155,9 +178,9 @@ def _print_summary(out: Path, metrics: dict) -> None:
         p = privacy.get(entry["client_id"], {})
         ppl = entry.get("eval_perplexity")
         table.add_row(
-            entry["client_id"],
+            escape(entry["client_id"]),  # a device's id, not markup
             "–" if ppl is None else f"{ppl:.2f}",
-            f"{p['epsilon']:.3f}" if p else "–",
+            f"{float(p['epsilon']):.3f}" if p else "–",
             f"{p['delta']:g}" if p else "–",
             str(p.get("steps", "–")),
         )

@@ -9,7 +9,6 @@ import pytest
 
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
-from fedpriv.modeling import resolve_model
 
 
 @pytest.mark.parametrize(
@@ -44,14 +43,6 @@ def test_unknown_flower_key_is_rejected_not_ignored() -> None:
 def test_flower_round_trip_preserves_every_value() -> None:
     config = RunConfig(num_clients=5, clients_per_round=2, target_epsilon=4.0, dp="both", model="default").validated()
     assert RunConfig.from_flower(config.to_flower()) == config
-
-
-def test_missing_model_path_names_model_key(tmp_path) -> None:
-    with pytest.raises(ConfigError) as err:
-        resolve_model(str(tmp_path / "no-such-model"))
-    assert err.value.key == "model"
-    with pytest.raises(ConfigError, match="config.json"):
-        resolve_model(str(tmp_path))  # exists, but is no model directory
 
 
 @pytest.mark.parametrize(

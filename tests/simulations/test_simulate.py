@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,14 +34,46 @@ def _ray_processes(ray_tmpdir: str) -> set[int]:
     return found
 
 
+SIMULATE = [sys.executable, "-m", "fedpriv.cli", "simulate"]
+RUN_ARGS = ["--num-clients", "3", "--rounds", "2", "--records-per-client", "60", "--finetune-epochs", "1", "--no-progress"]
+
+
+def _wait_gone(ray_tmpdir: str) -> None:
+    deadline = time.time() + 20
+    while _ray_processes(ray_tmpdir) and time.time() < deadline:
+        time.sleep(1)
+    assert not _ray_processes(ray_tmpdir)
+
+
+def _killed_after_round_1(out: Path, ray_tmpdir: str) -> None:
+    """`fedpriv simulate` killed (SIGKILL, with every process it started) once round 1 is checkpointed."""
+    from server.server_state import state_path
+
+    proc = subprocess.Popen([*SIMULATE, *RUN_ARGS, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAY_TMPDIR": ray_tmpdir}, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            if state_path(out).is_file() and json.loads(state_path(out).read_text())["completed_round"] >= 1:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in _ray_processes(ray_tmpdir):  # Ray processes that left the session
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    _wait_gone(ray_tmpdir)
+
+
 @pytest.mark.slow
 def test_three_clients_two_rounds(tmp_path) -> None:
     out = tmp_path / "run"
     # A short private temp dir (Ray's socket paths must stay under 107 characters).
     ray_tmpdir = tempfile.mkdtemp(prefix="fpray", dir="/tmp")
     proc = subprocess.run(
-        [sys.executable, "-m", "fedpriv.cli", "simulate", "--num-clients", "3", "--rounds", "2",
-         "--records-per-client", "60", "--finetune-epochs", "1", "--out", str(out), "--no-progress"],
+        [*SIMULATE, *RUN_ARGS, "--out", str(out)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,10 +116,56 @@ def test_three_clients_two_rounds(tmp_path) -> None:
         assert result["dp_steps"] > record_level[client_id]["steps"]
         assert (out / "devices" / client_id / "personalized_adapter.safetensors").is_file()
 
+    # Every device told the server who it is before round 1, on the untrained adapter.
+    assert set(metrics["initial_evaluation"]) == set(record_level)
+    assert all(r["replies"]["train"]["aggregated"] and r["dropouts"] == {"train": [], "evaluate": []} for r in metrics["rounds"])
+
     # No stray Ray processes outlive the run.
     assert list(Path(ray_tmpdir).iterdir()), "the run did not use its private RAY_TMPDIR; the check below would be vacuous"
-    deadline = time.time() + 20
-    while _ray_processes(ray_tmpdir) and time.time() < deadline:
-        time.sleep(1)
-    assert not _ray_processes(ray_tmpdir)
+    _wait_gone(ray_tmpdir)
+
+    # The same run, killed after round 1 and resumed, ends with the same adapter and ε, bit for bit.
+    killed = tmp_path / "killed"
+    _killed_after_round_1(killed, ray_tmpdir)
+    assert not (killed / "report.md").exists()
+    proc = subprocess.run([*SIMULATE, "--resume", str(killed), "--no-progress"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAY_TMPDIR": ray_tmpdir})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    expected = load_file(str(out / "adapters" / "final" / "adapter_model.safetensors"))
+    resumed = load_file(str(killed / "adapters" / "final" / "adapter_model.safetensors"))
+    assert resumed.keys() == expected.keys() and all(resumed[k].equal(expected[k]) for k in expected)
+    resumed_metrics = json.loads((killed / "metrics.json").read_text())
+    assert resumed_metrics["resumes"][0]["from_round"] == 2
+    assert resumed_metrics["privacy"] == metrics["privacy"]  # every device's ε, from its ledger, which continued
+    assert [r["clients"] for r in resumed_metrics["rounds"]] == [r["clients"] for r in metrics["rounds"]]
+    _wait_gone(ray_tmpdir)
     shutil.rmtree(ray_tmpdir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_phone_round_completes_when_one_of_five_sampled_phones_dies(tmp_path) -> None:
+    """A real Flower simulation: the ClientApp of one of the five sampled phones raises mid-round."""
+    out = tmp_path / "run"
+    ray_tmpdir = tempfile.mkdtemp(prefix="fpray", dir="/tmp")
+    proc = subprocess.run([sys.executable, "-m", "tests.simulations.dying_phone", str(out)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (first,) = json.loads((out / "metrics.json").read_text())["rounds"]
+    assert first["replies"]["train"] == {"sent": 5, "accepted": 4, "rejected": 0, "failed": 1, "no_reply": 0, "minimum": 4,
+                                         "aggregated": True}
+    assert len(first["failures"]) == 1 and "this phone died mid-round" in first["failures"][0]
+    assert sorted(c["client_id"] for c in first["clients"] if c["trained"]) == ["phone-01", "phone-02", "phone-03", "phone-04"]
+    assert (out / "report.md").is_file()
+    _wait_gone(ray_tmpdir)
+    shutil.rmtree(ray_tmpdir, ignore_errors=True)
+
+
+def test_resume_keeps_the_settings_it_was_started_with(tmp_path, capsys) -> None:
+    from fedpriv.cli import main
+
+    assert main(["simulate", "--resume", str(tmp_path), "--rounds", "5", "--seed", "3"]) == 2
+    assert "resume: a resumed run keeps the settings it was started with; drop --rounds, --seed" in capsys.readouterr().err
+    assert main(["simulate", "--resume", str(tmp_path)]) == 2
+    assert "no server checkpoint" in capsys.readouterr().err

@@ -1,112 +1,37 @@
-"""Client-level DP (DP-FedAvg) wrapper and accounting."""
+"""Client-level DP (DP-FedAvg) wrapper: validation before clipping, clipping, noise, sampling, budget."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from dp_accounting import dp_event
-from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
-from dp_accounting.privacy_accountant import NeighboringRelation
-from dp_accounting.rdp.rdp_privacy_accountant import RdpAccountant
-from flwr.app import Array, ArrayRecord, ConfigRecord
+from flwr.app import ConfigRecord
 
 from fedpriv.adapter_parts import lora_role
 from fedpriv.errors import ConfigError
-from strategies.accounting import ClientLevelAccountant, calibrate_noise_multiplier, client_level_epsilon
-from strategies.base import decode_record
+from strategies.accounting import client_level_epsilon
+from strategies.base import decode_record, to_array_record
 from strategies.client_dp import ClientLevelDP
 from strategies.fedavg import FedAvgLora
 from strategies.ffa import FFALora
 from strategies.hetlora import HetLora
 from strategies.robust import clip_update
-from tests.fakes import FakeGrid, ensure_task_identity, instruction_arrays, make_adapter, make_reply
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, instruction_arrays, make_adapter, make_reply
 
-COMMON = dict(min_train_nodes=1, min_available_nodes=1, min_evaluate_nodes=1, seed=0)
+pytestmark = pytest.mark.usefixtures("task_identity")
+
 PRIVACY_KEYS = {"epsilon", "delta", "noise_multiplier", "sample_rate", "rounds", "sampling"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _identity():
-    ensure_task_identity()
-
-
-def _record(arrays):
-    return ArrayRecord({k: Array(v) for k, v in arrays.items()})
-
-
-def _direct_pld_epsilon(sigma, q, rounds, delta):
-    accountant = PLDAccountant()  # library defaults (discretization 1e-4)
-    accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(sigma)), rounds)
-    return accountant.get_epsilon(delta)
-
-
-# ---------------------------------------------------------------------------------------------
-# accounting
-
-
-def test_epsilon_agrees_with_dp_accounting_and_grows_with_rounds():
-    ours = client_level_epsilon(noise_multiplier=1.0, sample_rate=0.1, rounds=100, delta=1e-5)
-    assert abs(ours - _direct_pld_epsilon(1.0, 0.1, 100, 1e-5)) < 0.05
-    assert ours == pytest.approx(7.05, abs=0.1)  # REFERENCES.md: 10 of 100 clients, σ=1, 100 rounds → ≈7.1
-    other = client_level_epsilon(noise_multiplier=2.0, sample_rate=0.3, rounds=10, delta=1e-5)
-    assert abs(other - _direct_pld_epsilon(2.0, 0.3, 10, 1e-5)) < 0.05
-    series = [client_level_epsilon(noise_multiplier=1.0, sample_rate=0.1, rounds=t, delta=1e-5) for t in (0, 1, 10, 50, 100)]
-    assert series[0] == 0.0
-    assert all(a < b for a, b in zip(series, series[1:]))
-    # No amplification with every client every round.
-    everyone = client_level_epsilon(noise_multiplier=1.0, sample_rate=1.0, rounds=10, delta=1e-5, sampling="all")
-    assert everyone > client_level_epsilon(noise_multiplier=1.0, sample_rate=0.1, rounds=10, delta=1e-5)
-
-
-def test_fixed_size_sampling_uses_rdp_replace_one_with_double_sensitivity():
-    ours = client_level_epsilon(noise_multiplier=2.0, sample_rate=0.1, rounds=20, delta=1e-5, sampling="fixed",
-                                population=100, sample_size=10)
-    accountant = RdpAccountant(neighboring_relation=NeighboringRelation.REPLACE_ONE)
-    accountant.compose(dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(1.0)), 20)
-    assert ours == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
-    record = ClientLevelAccountant(2.0, 0.1, 1e-5, sampling="fixed", population=100, sample_size=10).record()
-    assert record["accountant"] == "rdp" and record["neighboring_relation"] == "replace_one"
-
-
-def test_calibration_hits_target_epsilon():
-    sigma = calibrate_noise_multiplier(target_epsilon=3.0, delta=1e-5, sample_rate=0.1, rounds=50)
-    at = client_level_epsilon(noise_multiplier=sigma, sample_rate=0.1, rounds=50, delta=1e-5)
-    assert at <= 3.0
-    assert client_level_epsilon(noise_multiplier=sigma * 0.99, sample_rate=0.1, rounds=50, delta=1e-5) > 3.0
-    assert abs(_direct_pld_epsilon(sigma, 0.1, 50, 1e-5) - at) < 0.05
-    with pytest.raises(ConfigError, match="dp-target-epsilon"):
-        calibrate_noise_multiplier(target_epsilon=-1.0, delta=1e-5, sample_rate=0.1, rounds=5)
-
-
-def test_accountant_records_per_round():
-    acc = ClientLevelAccountant(noise_multiplier=1.0, sample_rate=0.2, delta=1e-5, clipping_norm=0.5)
-    assert acc.record()["epsilon"] == 0.0
-    eps = [acc.step() for _ in range(3)]
-    assert eps[0] < eps[1] < eps[2]
-    record = acc.record()
-    assert PRIVACY_KEYS <= set(record)
-    assert record["rounds"] == 3 and record["sampling"] == "poisson" and record["accountant"] == "pld"
-
-
-# ---------------------------------------------------------------------------------------------
-# wrapper
 
 
 def _dp(inner=None, **kwargs):
     params = dict(clipping_norm=0.5, noise_multiplier=1e-9, sampling="all", seed=0)
     params.update(kwargs)
-    return ClientLevelDP(inner or FFALora(**COMMON), **params)
-
-
-def _configure(strategy, nodes, arrays, server_round=1):
-    msgs = strategy.configure_train(server_round, _record(arrays), ConfigRecord({}), FakeGrid(nodes))
-    return {m.metadata.dst_node_id: m for m in msgs}
+    return ClientLevelDP(inner or FFALora(**ONE_NODE), **params)
 
 
 def test_nan_update_is_rejected_before_clipping_and_updates_are_clipped():
     initial = make_adapter(rank=4, seed=0, zero_b=True)
     strategy = _dp()
-    msgs = _configure(strategy, [1, 2, 3], initial)
+    msgs = configure_by_node(strategy, [1, 2, 3], initial)
     sent = {n: instruction_arrays(msgs[n]) for n in msgs}
     big = {k: v + 1.0 for k, v in sent[1].items()}  # norm >> S: clipped to S
     small = {k: v + 1e-4 for k, v in sent[2].items()}  # norm < S: unchanged
@@ -129,30 +54,48 @@ def test_nan_update_is_rejected_before_clipping_and_updates_are_clipped():
     assert PRIVACY_KEYS <= set(record) and record["rounds"] == 1 and record["sampling"] == "all"
 
 
-def test_server_learning_rate_scales_the_noisy_mean_after_it_is_released():
-    initial = make_adapter(rank=4, seed=5, zero_b=True)
-    outputs = []
+def test_server_learning_rate_scales_the_accounted_release_and_nothing_else():
+    """η acts after the Gaussian mechanism: the accountant is fed the calibrated σ, q and rounds
+    (ε recomputed here from them), the released mean is the clipped mean plus noise of std σ·S/m,
+    and η only multiplies that release. Applying η before the noise, or letting it change the
+    calibration, the clipping or the noise scale, breaks one of these."""
+    initial = make_adapter(rank=8, dim_in=64, dim_out=64, layers=2, seed=5, zero_b=True)
+    S, rounds = 0.5, 3
+    released = {}
     for eta in (1.0, 2.5):
-        strategy = _dp(FedAvgLora(server_learning_rate=eta, **COMMON), noise_multiplier=1.0)
-        msgs = _configure(strategy, [1, 2], initial)
-        replies = [make_reply(msgs[n], {k: v + 0.01 * n for k, v in instruction_arrays(msgs[n]).items()}) for n in msgs]
+        strategy = _dp(FedAvgLora(server_learning_rate=eta, **ONE_NODE), clipping_norm=S, noise_multiplier=None,
+                       target_epsilon=4.0, num_rounds=rounds, sampling="all", population=2)
+        msgs = configure_by_node(strategy, [1, 2], initial)
+        sent = {n: instruction_arrays(msgs[n]) for n in msgs}
+        updates = {n: {k: np.full(v.shape, 0.01 * n, dtype=np.float32) for k, v in sent[n].items()} for n in msgs}
+        replies = [make_reply(msgs[n], {k: sent[n][k] + updates[n][k] for k in sent[n]}) for n in msgs]
         arrays, _ = strategy.aggregate_train(1, replies)
-        outputs.append((decode_record(arrays), strategy.privacy_records[1]["epsilon"]))
-    (plain, eps_plain), (stepped, eps_stepped) = outputs
-    for key in initial:  # same seed, same noise: the clipped noisy mean is only scaled
-        np.testing.assert_allclose(stepped[key].astype(np.float64) - initial[key],
-                                   2.5 * (plain[key].astype(np.float64) - initial[key]), rtol=1e-5, atol=1e-6)
-    assert eps_stepped == eps_plain  # post-processing: the accounting does not change
+        record = strategy.privacy_records[1]
+        sigma = strategy.noise_multiplier
+        assert (record["noise_multiplier"], record["sample_rate"], record["rounds"]) == (sigma, 1.0, 1)
+        assert record["clipping_norm"] == S
+        assert record["epsilon"] == pytest.approx(
+            client_level_epsilon(noise_multiplier=sigma, sample_rate=1.0, rounds=1, delta=1e-5, sampling="all"))
+        assert strategy.accountant.epsilon(rounds) <= 4.0
+        clipped = [clip_update({k: u.astype(np.float64) for k, u in updates[n].items()}, S)[0] for n in msgs]
+        step = {k: decode_record(arrays)[k].astype(np.float64) - initial[k] for k in initial}
+        noise = np.concatenate([(step[k] / eta - (clipped[0][k] + clipped[1][k]) / 2).ravel() for k in initial])
+        assert noise.std() == pytest.approx(sigma * S / 2, rel=0.05)  # σ·S on the sum, m = 2
+        released[eta] = (sigma, step)
+    (sigma_1, step_1), (sigma_eta, step_eta) = released[1.0], released[2.5]
+    assert sigma_eta == sigma_1  # the calibration does not see η
+    for key in initial:  # same seed, same noise draw: the release is only scaled
+        np.testing.assert_allclose(step_eta[key], 2.5 * step_1[key], rtol=1e-5, atol=1e-7)
 
 
 def test_noise_has_std_sigma_S_over_expected_clients_even_with_no_client():
     initial = make_adapter(rank=8, dim_in=64, dim_out=64, layers=2, seed=1, zero_b=True)
-    strategy = _dp(FedAvgLora(**COMMON), clipping_norm=2.0, noise_multiplier=1.5, sampling="poisson",
+    strategy = _dp(FedAvgLora(**ONE_NODE), clipping_norm=2.0, noise_multiplier=1.5, sampling="poisson",
                    sample_rate=0.5, population=4)
     strategy._rng = np.random.default_rng(123)
     # Force an empty sample: aggregate with no reply still releases (global + noise / m).
     strategy.sample_nodes = lambda nodes: []
-    msgs = strategy.configure_train(1, _record(initial), ConfigRecord({}), FakeGrid([1, 2, 3, 4]))
+    msgs = strategy.configure_train(1, to_array_record(initial), ConfigRecord({}), FakeGrid([1, 2, 3, 4]))
     assert list(msgs) == []
     arrays, _ = strategy.aggregate_train(1, [])
     out = decode_record(arrays)
@@ -163,12 +106,12 @@ def test_noise_has_std_sigma_S_over_expected_clients_even_with_no_client():
 
 
 def test_poisson_sampling_includes_nodes_independently():
-    strategy = _dp(FFALora(**COMMON), sampling="poisson", sample_rate=0.3, population=200, seed=7)
+    strategy = _dp(FFALora(**ONE_NODE), sampling="poisson", sample_rate=0.3, population=200, seed=7)
     nodes = list(range(200))
     counts = [len(strategy.sample_nodes(nodes)) for _ in range(200)]
     assert np.mean(counts) == pytest.approx(60, rel=0.05)
     assert len(set(counts)) > 5  # the number of clients per round varies
-    fixed = _dp(FFALora(**COMMON), sampling="fixed", clients_per_round=10, population=200, seed=7)
+    fixed = _dp(FFALora(**ONE_NODE), sampling="fixed", clients_per_round=10, population=200, seed=7)
     assert {len(fixed.sample_nodes(nodes)) for _ in range(20)} == {10}
     assert fixed.sample_rate == pytest.approx(0.05)
 
@@ -176,7 +119,7 @@ def test_poisson_sampling_includes_nodes_independently():
 def test_privacy_records_grow_and_match_accountant():
     initial = make_adapter(rank=2, seed=2, zero_b=True)
     strategy = _dp(noise_multiplier=1.0, sampling="poisson", sample_rate=0.5, population=4, seed=1, num_rounds=3)
-    arrays = _record(initial)
+    arrays = to_array_record(initial)
     for rnd in (1, 2, 3):
         msgs = {m.metadata.dst_node_id: m for m in strategy.configure_train(rnd, arrays, ConfigRecord({}), FakeGrid([1, 2, 3, 4]))}
         replies = [make_reply(m, {k: v + 0.01 for k, v in instruction_arrays(m).items()}) for m in msgs.values()]
@@ -193,20 +136,20 @@ def test_target_epsilon_calibrates_noise_and_budget_stops_training():
     assert strategy.noise_multiplier > 0
     assert strategy.accountant.epsilon(5) <= 2.0
     strategy.accountant.rounds = 5  # budget spent
-    assert list(strategy.configure_train(6, _record(make_adapter(rank=2)), ConfigRecord({}), FakeGrid([1, 2, 3, 4]))) == []
+    assert list(strategy.configure_train(6, to_array_record(make_adapter(rank=2)), ConfigRecord({}), FakeGrid([1, 2, 3, 4]))) == []
     assert strategy.budget_exhausted
 
 
 def test_wrapper_config_errors():
     with pytest.raises(ConfigError, match="secure-aggregation"):
-        ClientLevelDP(FFALora(**COMMON), clipping_norm=1.0, noise_multiplier=1.0, sampling="all", secure_aggregation=True)
+        ClientLevelDP(FFALora(**ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all", secure_aggregation=True)
     with pytest.raises(ConfigError, match="trim-beta"):
-        ClientLevelDP(FedAvgLora(trim_beta=0.1, **COMMON), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
+        ClientLevelDP(FedAvgLora(trim_beta=0.1, **ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
     with pytest.raises(ConfigError, match="hetlora-method"):
-        ClientLevelDP(HetLora(method="svd", **COMMON), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
+        ClientLevelDP(HetLora(method="svd", **ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
     with pytest.raises(ConfigError, match="dp-sample-rate"):
-        ClientLevelDP(FFALora(**COMMON), clipping_norm=1.0, noise_multiplier=1.0, sampling="poisson")
+        ClientLevelDP(FFALora(**ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="poisson")
     with pytest.raises(ConfigError, match="dp-clipping-norm"):
-        ClientLevelDP(FFALora(**COMMON), clipping_norm=float("nan"), noise_multiplier=1.0, sampling="all")
+        ClientLevelDP(FFALora(**ONE_NODE), clipping_norm=float("nan"), noise_multiplier=1.0, sampling="all")
     with pytest.raises(ValueError, match="non-finite"):
         clip_update({"k": np.array([np.nan, 1.0])}, 1.0)

@@ -11,32 +11,20 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageTy
 
 from strategies.base import decode_record
 from strategies.fedavg import FedAvgLora
-from tests.fakes import (
-    FakeGrid,
-    default_metrics,
-    ensure_task_identity,
-    instruction_arrays,
-    make_adapter,
-    make_reply,
-)
 from strategies.validation import ValidationPolicy, check_arrays, template_of
+from tests.fakes import ONE_NODE, FakeGrid, configure_by_node, default_metrics, instruction_arrays, make_adapter, make_reply
+
+pytestmark = pytest.mark.usefixtures("task_identity")
 
 VALID_NODES = [1, 2, 3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _identity():
-    ensure_task_identity()
-
-
 def _strategy(**kwargs) -> FedAvgLora:
-    return FedAvgLora(min_train_nodes=1, min_available_nodes=1, min_evaluate_nodes=1, seed=0, **kwargs)
+    return FedAvgLora(**ONE_NODE, **kwargs)
 
 
 def _configure(strategy, nodes, arrays, server_round=1):
-    msgs = strategy.configure_train(server_round, ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                                    ConfigRecord({"lr": 0.1}), FakeGrid(nodes))
-    return {m.metadata.dst_node_id: m for m in msgs}
+    return configure_by_node(strategy, nodes, arrays, server_round, config={"lr": 0.1})
 
 
 def _trained(instruction: Message, seed: int) -> dict[str, np.ndarray]:
@@ -213,9 +201,61 @@ def test_evaluate_aggregation_skips_bad_replies():
     strategy = _strategy()
     msgs = strategy.configure_evaluate(1, ArrayRecord({k: Array(v) for k, v in initial.items()}), ConfigRecord({}), FakeGrid([1, 2, 3]))
     by_node = {m.metadata.dst_node_id: m for m in msgs}
-    good = [Message(RecordDict({"metrics": MetricRecord({"eval_loss": float(n), "num-examples": n})}), reply_to=by_node[n]) for n in (1, 2)]
-    bad = Message(RecordDict({"metrics": MetricRecord({"eval_loss": float("nan"), "num-examples": 3})}), reply_to=by_node[3])
+
+    def reply(node, metrics, client=None):
+        client = client if client is not None else {"client-id": f"client-{node}", "server-round": 1}
+        return Message(RecordDict({"metrics": MetricRecord(metrics), "client": ConfigRecord(client)}), reply_to=by_node[node])
+
+    good = [reply(n, {"eval_loss": float(n), "num-examples": n}) for n in (1, 2)]
+    bad = reply(3, {"eval_loss": float("nan"), "num-examples": 3})
     result = strategy.aggregate_evaluate(1, [*good, bad])
     assert result["eval_loss"] == pytest.approx((1 * 1 + 2 * 2) / 3)
     assert result["num-examples"] == 3
     assert [n for n, _ in strategy.eval_rejections[1]] == [3]
+
+    # Round 2: node 3 now claims node 1's client id, node 2 answers round 1 (stale), node 1 sends no
+    # client record: only what the validator accepts counts, and nothing with fewer replies than the minimum.
+    strategy.min_evaluate_replies = 2
+    msgs = strategy.configure_evaluate(2, ArrayRecord({k: Array(v) for k, v in initial.items()}), ConfigRecord({}), FakeGrid([1, 2, 3]))
+    by_node = {m.metadata.dst_node_id: m for m in msgs}
+    forged = reply(3, {"eval_loss": 0.0, "num-examples": 1}, {"client-id": "client-1", "server-round": 2})
+    stale = reply(2, {"eval_loss": 0.0, "num-examples": 1}, {"client-id": "client-2", "server-round": 1})
+    no_client = Message(RecordDict({"metrics": MetricRecord({"eval_loss": 0.0, "num-examples": 1})}), reply_to=by_node[1])
+    assert strategy.aggregate_evaluate(2, [forged, stale, no_client]) is None
+    reasons = dict(strategy.eval_rejections[2])
+    assert "belongs to node 1" in reasons[3] and "stale" in reasons[2] and "'client'" in reasons[1]
+    report = strategy.phase_report("evaluate", 2)
+    assert not report.aggregated and not report.accepted and "min-evaluate-nodes" in report.note
+
+
+def test_client_ids_are_bound_to_the_node_that_presented_them_first():
+    from strategies.validation import ClientBindings, ReplyRejected, check_client_id
+
+    bindings = ClientBindings()
+    bindings.bind(1, "alice")
+    assert bindings.conflict(1, "alice") is None and bindings.conflict(2, "bob") is None
+    assert "belongs to node 1" in bindings.conflict(2, "alice")
+    assert "presented client-id 'alice' before" in bindings.conflict(1, "mallory")
+    bindings.bind(2, "alice")  # refused: nothing changes
+    assert bindings.node_of == {"alice": 1} and bindings.client_of == {1: "alice"}
+    assert check_client_id("hospital-00_x.y") == "hospital-00_x.y"
+    for bad, fragment in ((None, "missing"), ("", "missing"), ("a\nb", "control characters"), ("x" * 257, "257 characters")):
+        with pytest.raises(ReplyRejected, match=fragment):
+            check_client_id(bad)
+
+
+def test_sampling_and_aggregation_follow_client_ids_not_node_ids():
+    """Two runs whose nodes got different ids sample the same clients and aggregate bit-identically."""
+    initial = make_adapter(rank=2, seed=7)
+    results = []
+    for node_ids in ([10, 20, 30, 40], [400, 30, 2000, 1]):
+        clients = dict(zip(node_ids, ["c-a", "c-b", "c-c", "c-d"]))
+        strategy = FedAvgLora(fraction_train=0.5, min_train_nodes=2, min_available_nodes=1, min_evaluate_nodes=1, seed=3)
+        for node, client in clients.items():
+            strategy.bindings.bind(node, client)
+        msgs = _configure(strategy, node_ids, initial)
+        sampled = [clients[n] for n in msgs]
+        replies = [make_reply(m, _trained(m, seed=int(clients[n][-1], 16)), client_id=clients[n], num_examples=3) for n, m in msgs.items()]
+        arrays, _ = strategy.aggregate_train(1, replies[::-1])
+        results.append((sampled, {k: v.data for k, v in arrays.items()}))
+    assert results[0] == results[1]

@@ -9,7 +9,7 @@ Sources (all offline once downloaded, all permissively licensed):
 
 Hold-out: a stable hash puts about a quarter of every name and place list aside. The detector's
 gazetteers (``first_names.txt``, ``last_names.txt``, ``us_places.tsv``) never contain a held-out
-entry; the synthetic evaluation (``eval_data.py``) draws its names and places *only* from entries
+entry; the synthetic evaluation (``simulations/studies/sanitizer_eval/prompts.py``) draws its names and places *only* from entries
 that are not in the detector's lists, and also from Faker locales the detector never saw. So the
 evaluation measures how the detector generalizes to names and places it does not know.
 

@@ -18,25 +18,28 @@ To add a family: write a module with ``recognizers(config)`` and add it to ``FAM
 
 from __future__ import annotations
 
-import importlib
+from types import ModuleType
 
 from presidio_analyzer import EntityRecognizer, RecognizerRegistry
 
-FAMILIES: dict[str, str] = {
-    "patterns": "client.gateway.recognizers.patterns",
-    "ids": "client.gateway.recognizers.ids",
-    "dates_ages": "client.gateway.recognizers.dates_ages",
-    "addresses": "client.gateway.recognizers.addresses",
-    "names": "client.gateway.recognizers.names",
+from client.gateway.recognizers import addresses, dates_ages, ids, names, patterns
+
+# Imported in the source (not by name through importlib) so the import graph stays visible.
+FAMILIES: dict[str, ModuleType] = {
+    "patterns": patterns,
+    "ids": ids,
+    "dates_ages": dates_ages,
+    "addresses": addresses,
+    "names": names,
 }
 
 
 def build_recognizers(config) -> list[EntityRecognizer]:
     out: list[EntityRecognizer] = []
-    for family, module_name in FAMILIES.items():
+    for family, module in FAMILIES.items():
         if family in config.disabled_families:
             continue
-        out.extend(importlib.import_module(module_name).recognizers(config))
+        out.extend(module.recognizers(config))
     return out
 
 
