@@ -8,7 +8,7 @@ is added by wrapping (like Flower's DP wrappers), so the strategies stay unaware
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -54,11 +54,27 @@ class RecordingStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         result = self.inner.aggregate_train(server_round, replies)
+        self._record_train(server_round)
+        return result
+
+    @property
+    def secure_aggregation(self) -> bool:
+        return self.validating.secure_aggregation
+
+    def train_secure(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid,
+                     send: Callable[[list[Message]], list[Message]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        result = self.inner.train_secure(server_round, arrays, config, grid, send)
+        self._record_train(server_round)
+        return result
+
+    def _record_train(self, server_round: int) -> None:
         self._record("train", server_round)
         client_level = getattr(self.inner, "privacy_records", {}).get(server_round)
         if client_level is not None:
             self.record.client_level[server_round] = dict(client_level)
-        return result
+        secure = self.validating.secure_records.get(server_round)
+        if secure is not None:
+            self.record.secure[server_round] = dict(secure)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         return self.inner.configure_evaluate(server_round, arrays, config, grid)

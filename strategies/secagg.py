@@ -155,6 +155,8 @@ class SecAggServer:
         self.vector_length = int(vector_length)
         self.min_survivors = min_survivors
         self.rejections: list[Rejection] = []
+        # Who got through each stage (U0, U1, U2, U3), for the run record; kept after an abort.
+        self.progress: dict[str, list[int]] = {}
         self.stage = SETUP  # the stage whose requests come next
         self.abort_reason: str | None = None
         self._asked: set[int] = set()
@@ -258,6 +260,7 @@ class SecAggServer:
 
         valid = self._intake(SETUP, replies, AdvertiseReply.from_fields, check)
         alive = self._prune(set(valid))
+        self.progress[SETUP] = sorted(alive)
         self._r.public_keys = {i: (valid[i].mask_public_key, valid[i].encryption_public_key) for i in sorted(alive)}
         self.stage = SHARE_KEYS
         self._need(alive, "advertised keys with enough live neighbours")
@@ -285,6 +288,7 @@ class SecAggServer:
 
         valid = self._intake(SHARE_KEYS, replies, ShareKeysReply.from_fields, check)
         u1 = self._prune(set(valid))
+        self.progress[SHARE_KEYS] = sorted(u1)
         self._r.shared = u1
         self._r.commitments = {i: valid[i].commitments for i in u1}
         self._r.forward = {
@@ -315,6 +319,7 @@ class SecAggServer:
             total += unpack_vector(reply.masked_vector, length, bits)  # a running sum: no single vector is kept
             survivors.add(node_id)
         total &= modulus_mask(bits)
+        self.progress[MASKED_INPUT] = sorted(survivors)
         self._r.masked_sum = total
         self._r.survivors = survivors
         self.stage = UNMASK
@@ -358,7 +363,9 @@ class SecAggServer:
                     if share_commitment(kind, h.session, h.server_round, owner, holder, revealed) != expected:
                         raise ProtocolError(f"the {kind.decode()} share of node {owner} does not match its commitment")
 
-        for holder, reply in self._intake(UNMASK, replies, UnmaskReply.from_fields, check).items():
+        revealed = self._intake(UNMASK, replies, UnmaskReply.from_fields, check)
+        self.progress[UNMASK] = sorted(revealed)
+        for holder, reply in revealed.items():
             x = self.graph.x_coordinate(holder)
             for owner, revealed in reply.self_mask_shares.items():
                 self._r.self_mask_shares.setdefault(owner, {})[x] = revealed[:SHARE_BYTES]

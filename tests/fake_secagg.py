@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from flwr.app import Array
 
 from client.secagg import SecAggClient
 from fedpriv.secagg.errors import ProtocolError
@@ -119,13 +120,16 @@ def plaintext_forms(update: np.ndarray, weight: int, spec: QuantizationSpec) -> 
 
 
 def held_values(obj: Any, seen: set[int] | None = None) -> Iterable[np.ndarray | bytes]:
-    """Every array and bytes value reachable from ``obj`` (attributes, containers, dataclasses)."""
+    """Every array and bytes value reachable from ``obj`` (attributes, containers, dataclasses,
+    Flower records and arrays). Objects whose id is in ``seen`` are skipped."""
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return
     seen.add(id(obj))
     if isinstance(obj, np.ndarray):
         yield obj
+    elif isinstance(obj, Array):  # a Flower array: its serialized bytes decoded
+        yield obj.numpy()
     elif isinstance(obj, bytes | bytearray):
         yield bytes(obj)
     elif isinstance(obj, Mapping):

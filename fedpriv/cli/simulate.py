@@ -50,7 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--hetlora-method", choices=("zero_pad", "svd"), default=defaults.hetlora_method)
     agg.add_argument("--norm-bound", type=float, default=0.0, help="bound each client update's L2 norm (0 = off)")
     agg.add_argument("--trim-beta", type=float, default=0.0, help="coordinate-wise trimmed mean, fraction trimmed per side (0 = off; plaintext only)")
-    agg.add_argument("--secure-aggregation", action="store_true", help="require options compatible with secure aggregation")
+    agg.add_argument("--secure-aggregation", action=argparse.BooleanOptionalAction, default=None,
+                     help="SecAgg+: the server sees only the sum of the updates, never one device's (docs/secure-aggregation.md); "
+                          "default: on for phone, off for hospital")
+    agg.add_argument("--secure-aggregation-range", type=float, default=defaults.secure_aggregation_range,
+                     help="secure aggregation: each coordinate of an update is clipped to ±this before quantization "
+                          "(0 = the L2 clip: client clipping norm or norm bound, else 1)")
     agg.add_argument("--server-learning-rate", type=float, default=defaults.server_learning_rate,
                      help="the server's step η on the averaged client update: global += η·mean update (1 = FedAvg)")
     dp = sim.add_argument_group("differential privacy")
@@ -116,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         norm_bound=args.norm_bound,
         trim_beta=args.trim_beta,
         secure_aggregation=args.secure_aggregation,
+        secure_aggregation_range=args.secure_aggregation_range,
         server_learning_rate=args.server_learning_rate,
         dp="none" if args.no_dp else args.dp,
         client_noise_multiplier=args.client_noise_multiplier,
