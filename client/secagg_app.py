@@ -7,7 +7,8 @@ named in the record picks what happens (``fedpriv.secagg`` describes the protoco
    parameters and the :class:`UpdatePlan`): check the parameters *before* training (a round that
    could leak is refused without spending any ε), train as a plaintext round would, and keep the
    update, trained minus received, in the server's update space (hetlora: zero-padded to the
-   global rank), clipped to the plan's L2 bound, with its weight. The reply carries the two public
+   global rank), clipped to the plan's L2 bound (less the margin that keeps it within the bound
+   once quantized), with its weight. The reply carries the two public
    keys, the training metrics and the client record, and never the arrays;
 2. **share-keys**, **unmask**: answered by the state machine (``client/secagg.py``);
 3. **masked-input**: the kept update is quantized, masked and sent, then deleted.
@@ -72,9 +73,10 @@ def _setup(client: SecAggClient, fields: dict, msg: Message, context: Context, l
     advertise = client.setup(request)  # refuses unsafe parameters before any training
     trained = local_training(msg, context)
     received = _arrays(msg.content["arrays"])
-    update = {key: value.astype(np.float64) - received[key].astype(np.float64) for key, value in _arrays(trained["arrays"]).items()}
     try:
-        vector = plan.vector(pad_to_shapes(update, dict(zip(plan.layout.keys, plan.layout.shapes, strict=True))))
+        update = {key: value.astype(np.float64) - received[key].astype(np.float64) for key, value in _arrays(trained["arrays"]).items()}
+        vector = plan.vector(pad_to_shapes(update, dict(zip(plan.layout.keys, plan.layout.shapes, strict=True))),
+                             request.quantization)
     except (KeyError, ValueError) as err:
         raise ProtocolError(f"this device's update does not fit the round's update space: {err}") from None
     weight = plan.weight(float(trained["metrics"]["num-examples"]), request.quantization)

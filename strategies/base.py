@@ -484,7 +484,7 @@ class LoraStrategy(FedAvg):
             return None, metrics
         outcome.record["released"] = "weighted mean"
         # |released − plaintext| per coordinate of the global step (before the cast to the adapter's dtype)
-        outcome.record["update_error_bound"] = self.server_learning_rate * outcome.result.quantization.coordinate_error
+        outcome.record["update_error_bound"] = self.server_learning_rate * outcome.plan.error_bound(outcome.result.quantization)
         new_global = self.apply_update(self._rounds[server_round], outcome.mean_update())
         report.aggregated = True
         return self.to_record(new_global), metrics

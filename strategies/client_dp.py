@@ -301,8 +301,8 @@ class ClientLevelDP(Strategy):
         else:
             outcome.record["released"] = "noisy sum"
             # |released − plaintext| per coordinate of the global step (before the cast to the adapter's dtype)
-            outcome.record["update_error_bound"] = (self.strategy.server_learning_rate * outcome.result.sum_error_bound
-                                                    / self.expected_clients)
+            outcome.record["update_error_bound"] = (self.strategy.server_learning_rate * survivors
+                                                    * outcome.plan.error_bound(outcome.result.quantization) / self.expected_clients)
             note = "" if survivors >= self.strategy.min_train_replies else (
                 f"{survivors} updates in the secure sum, fewer than min-train-nodes {self.strategy.min_train_replies}; "
                 "the accounted noisy aggregate was released all the same (client-level DP)")

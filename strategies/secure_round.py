@@ -153,6 +153,8 @@ def run_secure_round(
         for message in outgoing:
             received[int(message.metadata.dst_node_id)] += content_bytes(message.content)
         replies = send(outgoing)
+        answered = sum(1 for r in replies if not r.has_error())
+        log(INFO, "secure aggregation: round %d, %s: %d of %d nodes answered", server_round, stage, answered, len(outgoing))
         for reply in replies:
             node = int(reply.metadata.src_node_id)
             if node in sent and not reply.has_error():
@@ -255,8 +257,11 @@ def _summarize(outcome: SecureOutcome, server: SecAggServer | None, nodes: list[
         "failures": failures,
     })
     if result is not None:
-        outcome.record.update({"sum_error_bound": result.sum_error_bound,
-                               "mean_error_bound": result.quantization.coordinate_error, "total_weight": result.total_weight})
+        # per coordinate, against the devices' updates clipped to the L2 bound: rounding plus the clip margin
+        per_input = outcome.plan.error_bound(result.quantization)
+        outcome.record.update({"clip_margin": outcome.plan.clip_margin(result.quantization),
+                               "sum_error_bound": result.total_weight * per_input, "mean_error_bound": per_input,
+                               "total_weight": result.total_weight})
 
 
 def patch_upload_bytes(report: Any, outcome: SecureOutcome) -> None:

@@ -195,6 +195,11 @@ def print_summary(out: Path, metrics: dict) -> None:
     client_level = metrics["privacy"].get("client_level")
     if client_level:
         console.print(f"client-level ε = {client_level['epsilon']:.3f} at δ = {client_level['delta']:g} after {client_level['rounds']} rounds ({client_level['sampling']} sampling)")
+    if metrics["privacy"].get("secure_aggregation"):
+        secure = [r["secure_aggregation"] for r in metrics["rounds"] if "secure_aggregation" in r]
+        done = sum(not r["aborted"] for r in secure)
+        console.print(f"secure aggregation: the server saw only the sum of the updates ({done} of {len(secure)} rounds aggregated"
+                      f"{', the others aborted: see report.md' if done < len(secure) else ''})")
     if metrics["privacy"]["mode"] == "none":
         console.print("[bold red]DP disabled: no formal privacy guarantee[/]")
     console.print(f"run directory: {out}  (report: {out / 'report.md'})")

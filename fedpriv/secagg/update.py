@@ -94,7 +94,26 @@ class UpdatePlan:
             return 1
         return int(min(max(int(num_examples), 0), spec.max_weight))
 
-    def vector(self, update: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The flat update in the layout's order, clipped to the L2 bound. ValueError if the update
-        does not match the layout (a missing, extra or misshapen tensor) or is not finite."""
-        return l2_clip(self.layout.flatten(update), self.l2_bound)
+    def clip_margin(self, spec: QuantizationSpec) -> float:
+        """How far below the L2 bound a device clips, so that its update *after quantization* stays
+        within the bound: rounding moves each of d coordinates by less than the coordinate error,
+        the whole vector by less than √d times that. (Under client-level DP the bound is the
+        sensitivity the accountant assumes.)"""
+        return math.sqrt(self.layout.size) * spec.coordinate_error if self.l2_bound > 0 else 0.0
+
+    def error_bound(self, spec: QuantizationSpec) -> float:
+        """Bound on each coordinate of one device's input as the server sums it, against its
+        update clipped to the L2 bound: the rounding plus the clip margin."""
+        return spec.coordinate_error + self.clip_margin(spec)
+
+    def vector(self, update: Mapping[str, np.ndarray], spec: QuantizationSpec) -> np.ndarray:
+        """The flat update in the layout's order, clipped to the L2 bound less the clip margin.
+        ValueError if the update does not match the layout (a missing, extra or misshapen tensor),
+        is not finite, or the margin leaves no room under the bound."""
+        vector = self.layout.flatten(update)
+        if self.l2_bound <= 0:
+            return l2_clip(vector, 0.0)
+        bound = self.l2_bound - self.clip_margin(spec)
+        if bound <= 0:
+            raise ValueError(f"the quantization step {spec.step:g} leaves no room under the L2 bound {self.l2_bound:g}")
+        return l2_clip(vector, bound)

@@ -81,7 +81,10 @@ def test_the_update_is_kept_clipped_in_the_update_space_and_deleted_once_masked(
     for node, reply in replies.items():
         assert set(reply.content) == {"metrics", "client", SECAGG_RECORD}  # no arrays, ever
         kept = np.frombuffer(contexts[node].state[INPUT_RECORD]["update"], dtype="<f8")
-        assert kept.size == plan.layout.size and np.linalg.norm(kept) == pytest.approx(0.5)  # clipped to the L2 bound
+        # Clipped to the L2 bound less the margin that keeps it within the bound once quantized.
+        spec = server.quantization
+        assert kept.size == plan.layout.size and np.linalg.norm(kept) == pytest.approx(0.5 - plan.clip_margin(spec), rel=1e-12)
+        assert 0 < plan.clip_margin(spec) == pytest.approx(np.sqrt(kept.size) * spec.step)
         assert contexts[node].state[INPUT_RECORD]["weight"] == 7
     server.receive_advertise([(n, dict(r.content[SECAGG_RECORD])) for n, r in replies.items()])
     for stage, requests, receive in server.stages()[1:3]:

@@ -59,10 +59,10 @@ def test_secure_aggregation_with_client_level_dp_matches_the_plaintext_run(tmp_p
         assert all("secure_aggregation" not in r for r in plain["rounds"])
 
     # Round 1: the same updates and the same noise, so the released adapters differ by the stated
-    # quantization bound at most (plus the rounding of the adapter to float32).
+    # bound at most (rounding and clip margin; plus the rounding of the adapter to float32).
     first_secure, first_plain = _adapter(secure_out, "round-001"), _adapter(plain_out, "round-001")
     bound = records[0]["update_error_bound"]
-    assert 0 < bound < 1e-8
+    assert 0 < bound < 1e-6
     for key, plain_value in first_plain.items():
         ulp = np.spacing(np.abs(plain_value)).astype(np.float64)
         assert np.all(np.abs(first_secure[key].astype(np.float64) - plain_value) <= bound + ulp), key
