@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.device import Device, device_seed, open_device, read_instruction
-from client.dp_training import encode, evaluate, train_locally
+from client.dp_training import encode, evaluate, held_out_bits_per_byte, train_locally
 from client.secagg_app import is_secure, secure_train
 from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
@@ -115,7 +115,15 @@ def local_training(msg: Message, context: Context) -> RecordDict:
 @app.evaluate()
 def evaluate_global(msg: Message, context: Context) -> Message:
     r = _setup(msg, context)
-    loss, perplexity = evaluate(r.model, encode(r.tokenizer, r.device.split.held_out, r.config.max_seq_len))
-    metrics = MetricRecord({"eval_loss": loss, "eval_perplexity": perplexity, "num-examples": len(r.device.split.held_out)})
+    texts = r.device.split.held_out
+    held_out = encode(r.tokenizer, texts, r.config.max_seq_len)
+    loss, perplexity = evaluate(r.model, held_out)
+    metrics = MetricRecord({
+        "eval_loss": loss,
+        "eval_perplexity": perplexity,
+        # per byte, not per token: comparable across base models with different tokenizers
+        "eval_bits_per_byte": held_out_bits_per_byte(loss, held_out, r.tokenizer, texts, r.config.max_seq_len),
+        "num-examples": len(texts),
+    })
     content = RecordDict({"metrics": metrics, "client": _client_record(r.device, r.server_round)})
     return Message(content=content, reply_to=msg)

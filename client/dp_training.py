@@ -266,5 +266,39 @@ def mean_nll(log_probs: torch.Tensor) -> float:
     return float(-log_probs.double().mean())
 
 
+def target_token_count(dataset: TensorDataset) -> int:
+    """How many tokens `evaluate` scores: every real token but the first of each record (nothing predicts it)."""
+    labels = dataset.tensors[2]
+    return int((labels[:, 1:] != IGNORE).sum())
+
+
+def evaluated_text_bytes(tokenizer, texts: list[str], max_seq_len: int) -> int:
+    """UTF-8 bytes of the text `evaluate` scores on `encode(tokenizer, texts, max_seq_len)`: each
+    record from its second token to its last kept one (truncation included), located with the
+    tokenizer's character offsets. The first token is given, not predicted, so its bytes do not count."""
+    total = 0
+    for text in texts:
+        offsets = tokenizer(text, max_length=max_seq_len, truncation=True, return_offsets_mapping=True)["offset_mapping"]
+        spans = [(start, end) for start, end in offsets[1:] if end > start]  # special tokens have empty spans
+        if spans:
+            total += len(text[spans[0][0] : max(end for _, end in spans)].encode("utf-8"))
+    return total
+
+
+def bits_per_byte(total_nll: float, num_bytes: int) -> float:
+    """Held-out loss in bits per UTF-8 byte, from the summed token NLL (nats) over those bytes.
+
+    Unlike perplexity (per token) it does not depend on the tokenizer, so models with different
+    vocabularies compare on the same text."""
+    if num_bytes <= 0:
+        raise ValueError("no evaluated bytes")
+    return total_nll / (math.log(2) * num_bytes)
+
+
+def held_out_bits_per_byte(mean_loss: float, dataset: TensorDataset, tokenizer, texts: list[str], max_seq_len: int) -> float:
+    """`evaluate`'s mean token NLL on `dataset` (= encode(tokenizer, texts, max_seq_len)) in bits per byte."""
+    return bits_per_byte(mean_loss * target_token_count(dataset), evaluated_text_bytes(tokenizer, texts, max_seq_len))
+
+
 def perplexity_from_loss(loss: float) -> float:
     return math.exp(min(loss, 50.0))  # capped: a diverged model reports e^50, not an overflow

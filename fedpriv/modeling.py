@@ -14,6 +14,7 @@ import torch
 
 from fedpriv.config import DEFAULT_MODEL, RunConfig
 from fedpriv.errors import ConfigError
+from fedpriv.models.registry import AUTO_LORA_TARGETS, installed_model_dir, lora_targets_for
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
 
@@ -23,7 +24,8 @@ _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "gpt2", "org/name"; anything else
 def resolve_model(name: str) -> str:
     """Map the `model` config value to something `from_pretrained` can load offline.
 
-    "default" is the shipped small Llama; an existing directory is used as is; anything else is
+    "default" is the shipped small Llama; an installable model's name (`fedpriv model list`) is its
+    cache folder, once installed; an existing directory is used as is; anything else is
     treated as a Hugging Face model id, which must already be in the local cache (fedpriv never
     downloads at run time unless the user sets HF_HUB_OFFLINE=0 themselves).
     """
@@ -31,6 +33,9 @@ def resolve_model(name: str) -> str:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
             raise ConfigError("model", f"the default model is missing from {DEFAULT_MODEL_DIR}; rebuild it with `python -m simulations.studies.default_model`")
         return str(DEFAULT_MODEL_DIR)
+    installed = installed_model_dir(name)  # None unless `name` is an installable model; not installed: ConfigError
+    if installed is not None:
+        return str(installed)
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -67,13 +72,27 @@ def load_base_model(name: str) -> torch.nn.Module:
     return model
 
 
+def lora_target_modules(config: RunConfig) -> list[str]:
+    """`lora-targets` as module names; `auto` = the usual ones for the model's architecture."""
+    if config.lora_targets.strip() != AUTO_LORA_TARGETS:
+        return [t.strip() for t in config.lora_targets.split(",") if t.strip()]
+    from transformers import AutoConfig
+
+    source = resolve_model(config.model)
+    try:
+        model_type = AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError) as err:
+        raise ConfigError("model", f"cannot read the configuration of {config.model!r} offline: {err}") from None
+    return lora_targets_for(model_type)
+
+
 def lora_config(config: RunConfig):
     from peft import LoraConfig
 
     return LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
-        target_modules=[t.strip() for t in config.lora_targets.split(",") if t.strip()],
+        target_modules=lora_target_modules(config),
         lora_dropout=0.0,  # dropout breaks the per-sample/batch gradient equivalence Opacus relies on
         bias="none",
         task_type="CAUSAL_LM",

@@ -23,7 +23,7 @@ from fedpriv.files import write_atomically
 from strategies.validation import PhaseReport
 
 TRAIN_KEYS = ("train_loss", "start_perplexity", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "round_steps", "num-examples", "learning_rate")
-EVAL_KEYS = ("eval_loss", "eval_perplexity")
+EVAL_KEYS = ("eval_loss", "eval_perplexity", "eval_bits_per_byte")
 RECORD_LEVEL_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps")
 # Keys whose values are numbers wherever they appear in metrics.json (so "inf" there means ∞).
 NUMERIC_KEYS = frozenset(TRAIN_KEYS + EVAL_KEYS + ("planned_epsilon", "clipping_norm", "expected_clients"))

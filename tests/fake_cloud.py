@@ -14,12 +14,15 @@ PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")
 
 
 class FakeCloud:
-    """OpenAI-compatible endpoint on 127.0.0.1. mode: "echo" | "status" | "sleep" | "garbage"."""
+    """OpenAI-compatible endpoint on 127.0.0.1. mode: "echo" | "status" | "sleep" | "garbage" |
+    "drip" (a valid answer, one byte every `sleep` seconds, status line included) | "huge" (a
+    valid 200 answer of `size` bytes, no Content-Length, chunked)."""
 
-    def __init__(self, mode: str = "echo", *, status: int = 503, sleep: float = 1.0) -> None:
+    def __init__(self, mode: str = "echo", *, status: int = 503, sleep: float = 1.0, size: int = 4 << 20) -> None:
         self.mode = mode
         self.status = status
         self.sleep = sleep
+        self.size = size
         self.requests: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -40,6 +43,12 @@ class FakeCloud:
                 if fake.mode == "status":
                     self._send(fake.status, json.dumps({"error": {"message": "model overloaded"}}).encode())
                     return
+                if fake.mode == "drip":
+                    self._drip()
+                    return
+                if fake.mode == "huge":
+                    self._huge()
+                    return
                 if fake.mode == "garbage":
                     self._send(200, b"<html>not json</html>")
                     return
@@ -59,6 +68,32 @@ class FakeCloud:
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }
                 self._send(200, json.dumps(reply).encode())
+
+            def _drip(self) -> None:
+                payload = json.dumps({"choices": [{"message": {"content": "slow"}}]}).encode()
+                raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                try:
+                    for i in range(len(raw)):
+                        self.wfile.write(raw[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(fake.sleep)
+                except OSError:  # the client gave up
+                    pass
+                self.close_connection = True
+
+            def _huge(self) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b" " * 65536
+                    for _ in range(fake.size // len(chunk) + 1):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client gave up
+                    pass
+                self.close_connection = True
 
             def _send(self, status: int, payload: bytes) -> None:
                 try:

@@ -22,13 +22,15 @@ Report = Callable[[int, str, str], None]  # (line number, "error" | "refused", m
 
 
 @contextmanager
-def open_input(path: str) -> Iterator[IO[str]]:
-    """`path` for reading as UTF-8, or stdin for "-"; DataError naming the file if it can't be read."""
+def open_input(path: str) -> Iterator[IO[bytes]]:
+    """`path` (or stdin for "-") for reading as BYTES: each line is decoded on its own by
+    `numbered_lines`, so one line of invalid UTF-8 does not stop the others. DataError naming the
+    file if it can't be read."""
     if path == "-":
-        yield sys.stdin
+        yield getattr(sys.stdin, "buffer", sys.stdin)
         return
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
     with handle:
@@ -51,19 +53,21 @@ def open_output(path: str, input_path: str) -> Iterator[IO[str]]:
         yield handle
 
 
-def numbered_lines(fin: IO[str], source: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) for every non-blank line; invalid UTF-8 is a DataError naming the line."""
-    lineno = 0
-    while True:
-        try:
-            line = fin.readline()
-        except UnicodeDecodeError as err:
-            raise DataError(f"{source}:{lineno + 1}: not valid UTF-8 ({err.reason}); stopped reading") from None
-        if not line:
-            return
-        lineno += 1
+def numbered_lines(fin: IO[bytes] | IO[str]) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, None) for every non-blank line, or (line number, None, problem) for a
+    line that is not valid UTF-8. Lines are split on b"\\n" and decoded one by one, so a bad
+    line is reported with its own number and the lines after it are still read."""
+    for lineno, raw in enumerate(fin, start=1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield lineno, None, f"not valid UTF-8 (byte {err.start + 1}: {err.reason})"
+                continue
+        else:
+            line = raw
         if line.strip():  # blank lines are allowed in JSONL
-            yield lineno, line
+            yield lineno, line, None
 
 
 # ---- fedpriv sanitize ----------------------------------------------------------------------------
@@ -89,7 +93,7 @@ def parse_sanitize_line(line: str, max_chars: int) -> dict[str, Any]:
     return obj
 
 
-def sanitize_lines(fin: IO[str], fout: IO[str], sanitizer, source: str, report: Report, vault=None) -> tuple[int, int]:
+def sanitize_lines(fin: IO[bytes] | IO[str], fout: IO[str], sanitizer, report: Report, vault=None) -> tuple[int, int]:
     """Sanitize every line of `fin` into `fout`; returns (lines sanitized, lines with errors).
 
     Placeholders are consistent across the whole input, or per value of an optional "session"
@@ -100,7 +104,11 @@ def sanitize_lines(fin: IO[str], fout: IO[str], sanitizer, source: str, report: 
     default_session = vault.open() if vault is not None else ConversationSession()
     sessions: dict[str, ConversationSession] = {}
     n_ok = n_bad = 0
-    for lineno, line in numbered_lines(fin, source):
+    for lineno, line, problem in numbered_lines(fin):
+        if problem is not None:
+            report(lineno, "error", problem)
+            n_bad += 1
+            continue
         try:
             obj = parse_sanitize_line(line, sanitizer.config.max_chars)
         except DataError as err:
@@ -164,13 +172,17 @@ def parse_ask_line(raw: str) -> tuple[Any, str]:
     return item["id"], item["text"]
 
 
-def ask_lines(fin: IO[str], fout: IO[str], gateway, source: str, report: Report) -> AskCounts:
+def ask_lines(fin: IO[bytes] | IO[str], fout: IO[str], gateway, report: Report) -> AskCounts:
     """Ask the gateway every line of `fin`; one result line per input line in `fout`."""
     from client.gateway.cloud import CloudError
     from client.gateway.gateway import PromptError
 
     counts = AskCounts()
-    for lineno, raw in numbered_lines(fin, source):
+    for lineno, raw, problem in numbered_lines(fin):
+        if problem is not None:
+            counts.by_outcome["invalid"] += 1
+            report(lineno, "error", problem)
+            continue
         try:
             item_id, text = parse_ask_line(raw)
         except DataError as err:

@@ -6,6 +6,11 @@ leave the device before they leave, and own the retry policy (the SDK re-seriali
 retries on its own). The body sent is exactly `canonical_json(body)`, the bytes the outgoing log
 hashes.
 
+Bounds: `timeout` is a deadline for the WHOLE request (connect, send, every byte of the answer),
+not for each read: a server that drips one byte at a time cannot hold a request past it. The
+answer is read as a stream and refused beyond `max_response_bytes` (decoded size). httpx has no
+total deadline of its own, so each attempt runs as one coroutine under `asyncio.wait_for`.
+
 Retries: at most `max_retries` more attempts after the first, with exponential backoff, on
 connection errors, timeouts and HTTP 5xx. Never on 4xx: the request itself is wrong, sending it
 again changes nothing. Every attempt is logged before it is made.
@@ -16,7 +21,9 @@ it is sent only in the Authorization header and never logged or printed.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +38,7 @@ from fedpriv.errors import FedprivError
 API_KEY_ENV_VARS = ("FEDPRIV_CLOUD_API_KEY", "OPENAI_API_KEY")
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a chat completion of a few hundred tokens is a few kB
 USER_AGENT = "fedpriv-gateway/0.1"
 
 
@@ -122,13 +130,17 @@ class CloudClient:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         log: OutgoingLog | None = None,
-        transport: httpx.BaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if timeout <= 0:
             raise CloudError(f"timeout must be positive, got {timeout}")
         if max_retries < 0:
             raise CloudError(f"max retries must be >= 0, got {max_retries}")
+        if max_response_bytes < 1:
+            raise CloudError(f"max response bytes must be positive, got {max_response_bytes}")
+        self.max_response_bytes = int(max_response_bytes)
         self.base_url = normalize_base_url(base_url)
         self.endpoint = self.base_url + "/chat/completions"
         self.display_url = redact_url(self.endpoint)
@@ -141,6 +153,7 @@ class CloudClient:
         self._sleep = sleep
         self.__api_key = api_key if api_key is not None else api_key_from_env()
         self._transport = transport
+        self._ssl_context = None
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
         return f"CloudClient(url={self.display_url!r}, model={self.model!r}, api_key={'***' if self.__api_key else None})"
@@ -159,64 +172,103 @@ class CloudClient:
 
     def complete(self, body: dict[str, Any], *, conversation: str | None = None) -> CloudAnswer:
         """POST `body` to /chat/completions with bounded retries; each attempt is logged first."""
+        return _run(self._complete(body, conversation))
+
+    async def _complete(self, body: dict[str, Any], conversation: str | None) -> CloudAnswer:
         payload = canonical_json(body)
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         if self.__api_key:
             headers["Authorization"] = f"Bearer {self.__api_key}"
         attempts_allowed = 1 + self.max_retries
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False, verify=self._tls()
+        ) as http:
+            return await self._attempts(http, body, payload, headers, conversation, attempts_allowed)
+
+    def _tls(self):
+        """Plain http needs no TLS context (building httpx's default one reads the CA bundle,
+        ~0.1 s); https gets one, built once per client."""
+        if self.endpoint.startswith("http://"):
+            return False
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    async def _attempts(self, http, body, payload, headers, conversation, attempts_allowed) -> CloudAnswer:
         last_error: CloudError | None = None
-        with httpx.Client(timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False) as http:
-            for attempt in range(1, attempts_allowed + 1):
-                if attempt > 1:
-                    self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 2)))
-                if self.log is not None:
-                    self.log.append(url=self.display_url, body=body, attempt=attempt, conversation=conversation)
-                try:
-                    response = http.post(self.endpoint, content=payload, headers=headers)
-                except httpx.TimeoutException:
-                    last_error = CloudTimeout(
-                        f"cloud at {self.base_url_display} timed out after {self.timeout:g}s ({_attempts(attempt)})",
-                        url=self.display_url,
-                        attempts=attempt,
-                    )
-                    continue
-                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
-                    last_error = CloudUnreachable(
-                        f"cloud at {self.base_url_display} unreachable: {_describe(err)} ({_attempts(attempt)})",
-                        url=self.display_url,
-                        attempts=attempt,
-                    )
-                    continue
-                except httpx.HTTPError as err:  # anything else httpx raises: not retried
-                    raise CloudError(
-                        f"cloud at {self.base_url_display}: request failed: {_describe(err)}",
-                        url=self.display_url,
-                        attempts=attempt,
-                    ) from None
-                if response.status_code >= 500:
-                    last_error = CloudHTTPError(
-                        f"cloud at {self.base_url_display} returned HTTP {response.status_code}"
-                        f"{_detail(response)} ({_attempts(attempt)})",
-                        url=self.display_url,
-                        attempts=attempt,
-                        status=response.status_code,
-                    )
-                    continue
-                if response.status_code >= 400 or response.status_code < 200 or response.status_code >= 300:
-                    hint = ""
-                    if response.status_code in (401, 403):
-                        hint = f" (set {API_KEY_ENV_VARS[0]} to the API key)"
-                    elif response.status_code in (400, 404, 422) and not self.model:
-                        hint = " (this server may need a model name: --cloud-model)"
-                    raise CloudHTTPError(
-                        f"cloud at {self.base_url_display} returned HTTP {response.status_code}{_detail(response)}{hint}",
-                        url=self.display_url,
-                        attempts=attempt,
-                        status=response.status_code,
-                    )
-                return self._parse(response, attempt)
+        for attempt in range(1, attempts_allowed + 1):
+            if attempt > 1:
+                self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 2)))
+            if self.log is not None:
+                self.log.append(url=self.display_url, body=body, attempt=attempt, conversation=conversation)
+            try:
+                response = await asyncio.wait_for(self._post(http, payload, headers), timeout=self.timeout)
+            except ResponseTooLarge:
+                raise CloudResponseError(
+                    f"cloud at {self.base_url_display} sent more than {self.max_response_bytes} bytes; answer refused",
+                    url=self.display_url,
+                    attempts=attempt,
+                ) from None
+            except (httpx.TimeoutException, TimeoutError):
+                last_error = CloudTimeout(
+                    f"cloud at {self.base_url_display} timed out after {self.timeout:g}s ({_attempts(attempt)})",
+                    url=self.display_url,
+                    attempts=attempt,
+                )
+                continue
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
+                last_error = CloudUnreachable(
+                    f"cloud at {self.base_url_display} unreachable: {_describe(err)} ({_attempts(attempt)})",
+                    url=self.display_url,
+                    attempts=attempt,
+                )
+                continue
+            except httpx.HTTPError as err:  # anything else httpx raises: not retried
+                raise CloudError(
+                    f"cloud at {self.base_url_display}: request failed: {_describe(err)}",
+                    url=self.display_url,
+                    attempts=attempt,
+                ) from None
+            if response.status_code >= 500:
+                last_error = CloudHTTPError(
+                    f"cloud at {self.base_url_display} returned HTTP {response.status_code}"
+                    f"{_detail(response)} ({_attempts(attempt)})",
+                    url=self.display_url,
+                    attempts=attempt,
+                    status=response.status_code,
+                )
+                continue
+            if response.status_code >= 400 or response.status_code < 200 or response.status_code >= 300:
+                hint = ""
+                if response.status_code in (401, 403):
+                    hint = f" (set {API_KEY_ENV_VARS[0]} to the API key)"
+                elif response.status_code in (400, 404, 422) and not self.model:
+                    hint = " (this server may need a model name: --cloud-model)"
+                raise CloudHTTPError(
+                    f"cloud at {self.base_url_display} returned HTTP {response.status_code}{_detail(response)}{hint}",
+                    url=self.display_url,
+                    attempts=attempt,
+                    status=response.status_code,
+                )
+            return self._parse(response, attempt)
         assert last_error is not None
         raise last_error
+
+    async def _post(self, http: httpx.AsyncClient, payload: bytes, headers: dict[str, str]) -> httpx.Response:
+        """One POST, its answer read as a stream up to `max_response_bytes`."""
+        async with http.stream("POST", self.endpoint, content=payload, headers=headers) as streamed:
+            declared = streamed.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise ResponseTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise ResponseTooLarge
+                chunks.append(chunk)
+            headers_in = {k: v for k, v in streamed.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+            return httpx.Response(streamed.status_code, headers=headers_in, content=b"".join(chunks))
 
     @property
     def base_url_display(self) -> str:
@@ -260,6 +312,32 @@ class CloudClient:
             finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
             usage=usage,
         )
+
+
+class ResponseTooLarge(Exception):
+    """Raised inside an attempt when the answer exceeds the size cap."""
+
+
+def _run(coro):
+    """Run a coroutine to completion from sync code, also when the caller already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _attempts(n: int) -> str:

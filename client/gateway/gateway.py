@@ -187,7 +187,9 @@ class Gateway:
             new_session = new_session or real_session
         cloud = None
         if router.policy is not Policy.LOCAL:
-            log = OutgoingLog(state_dir / LOG_NAME, DeviceKey.load_or_create(state_dir))
+            log_file = state_dir / LOG_NAME
+            has_entries = log_file.exists() and log_file.stat().st_size > 0
+            log = OutgoingLog(log_file, DeviceKey.load_or_create(state_dir, must_exist=has_entries))
             cloud = CloudClient(
                 options.cloud_url,
                 options.cloud_model,

@@ -6,7 +6,11 @@ Created on first use in the gateway state dir:
 * ``device_ed25519.pub`` -- public key, PEM (SubjectPublicKeyInfo), for `fedpriv gateway verify`
   and for anyone auditing the outgoing log.
 
-Like ssh, a private key that other users can read is refused rather than used.
+Like ssh, a private key that other users can read is refused rather than used, and so is a state
+dir that another user owns or can write (whoever can write the directory can swap files in it).
+Files are written through `write_private_file`: a fresh random name opened with
+O_CREAT|O_EXCL|O_NOFOLLOW in the checked directory, then renamed, so a planted symlink is never
+followed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -32,15 +37,52 @@ class DeviceKeyError(FedprivError):
 
 
 def ensure_state_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """Create the gateway state dir (mode 0700) if needed and return it."""
+    """Create the gateway state dir (mode 0700) if needed, check it (`check_private_dir`), return it."""
     path = Path(state_dir).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:
         raise FedprivError(f"cannot create the gateway state dir {path}: {err.strerror or err}") from None
-    if not path.is_dir():
-        raise FedprivError(f"gateway state dir {path} is not a directory")
+    check_private_dir(path)
     return path
+
+
+def check_private_dir(path: Path) -> None:
+    """FedprivError unless `path` is a directory owned by this user that no other user can write."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise FedprivError(f"cannot read the gateway state dir {path}: {err.strerror or err}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise FedprivError(f"gateway state dir {path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise FedprivError(f"gateway state dir {path} belongs to another user (uid {info.st_uid}); use a directory of your own")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise FedprivError(
+            f"gateway state dir {path} can be written by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"run `chmod 700 {path}`"
+        )
+
+
+def write_private_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Atomically replace `path` with `data`: a new random temporary name in the same (checked)
+    directory, opened O_EXCL|O_NOFOLLOW, fsync'ed, then renamed over `path`."""
+    check_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -82,10 +124,17 @@ class DeviceKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def load_or_create(cls, state_dir: str | os.PathLike[str]) -> DeviceKey:
+    def load_or_create(cls, state_dir: str | os.PathLike[str], *, must_exist: bool = False) -> DeviceKey:
+        """The state dir's key, created on first use. `must_exist`: a missing key is an error
+        (once the outgoing log has entries, a new key would silently start another history)."""
         directory = ensure_state_dir(state_dir)
         private_path = directory / PRIVATE_KEY_NAME
         public_path = directory / PUBLIC_KEY_NAME
+        if not private_path.exists() and must_exist:
+            raise DeviceKeyError(
+                f"device key {private_path} is missing but the outgoing log in {directory} has entries signed by it; "
+                "restore the key (a new one would hide the old history); nothing was sent"
+            )
         if not private_path.exists():
             key = Ed25519PrivateKey.generate()
             pem = key.private_bytes(
@@ -93,7 +142,7 @@ class DeviceKey:
             )
             try:
                 # O_EXCL: two processes racing to create the key cannot overwrite each other's.
-                fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             except FileExistsError:
                 pass  # somebody else just created it: load theirs below
             except OSError as err:
@@ -114,13 +163,7 @@ class DeviceKey:
 
 def _write_public_key(path: Path, public_key: Ed25519PublicKey) -> None:
     pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_private_file(path, pem, 0o644)
 
 
 def _load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -6,8 +6,9 @@ distribution is reported next to it. The router keeps a prompt on the device whe
 high enough.
 
 Models load offline: ``HF_HUB_OFFLINE=1`` unless the user set it otherwise. `--local-model` takes
-"default" (the small Llama shipped in ``fedpriv/assets/default-model``), a local directory, or a
-Hugging Face id already in the local cache.
+"default" (the small Llama shipped in ``fedpriv/assets/default-model``), an installed model
+(``fedpriv model install smollm2-135m``), a local directory, or a Hugging Face id already in the
+local cache.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedpriv.errors import FedprivError
+from fedpriv.models.registry import installed_model_dir
 
 DEFAULT_LOCAL_MODEL = "default"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "fedpriv" / "assets" / "default-model"
@@ -34,8 +36,10 @@ def offline_by_default() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])
 
 
-def resolve_local_model(spec: str | None) -> str:
-    """'default'/None -> the shipped model dir; an existing dir -> its absolute path; else a hub id."""
+def resolve_local_model(spec: str | None, key: str = "--local-model") -> str:
+    """'default'/None -> the shipped model dir; an installable model (`fedpriv model list`) -> its cache
+    folder (not installed: a ConfigError naming the install command, never a silent fallback to the
+    cloud); an existing dir -> its absolute path; else a hub id."""
     if spec is None or spec == DEFAULT_LOCAL_MODEL:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
             raise LocalModelError(
@@ -43,6 +47,9 @@ def resolve_local_model(spec: str | None) -> str:
                 "or pass --local-model PATH"
             )
         return str(DEFAULT_MODEL_DIR)
+    installed = installed_model_dir(spec, key)
+    if installed is not None:
+        return str(installed)
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -36,7 +36,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from client.gateway.keys import DeviceKey, key_id, verify_signature
+from client.gateway.keys import DeviceKey, check_private_dir, key_id, verify_signature, write_private_file
 from fedpriv.errors import FedprivError
 
 LOG_NAME = "outgoing.jsonl"
@@ -114,7 +114,11 @@ class OutgoingLog:
         maps this body's placeholders back to the originals."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise OutgoingLogError(f"cannot create {self.path.parent}: {err.strerror or err}") from None
+        check_private_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as err:
             raise OutgoingLogError(f"cannot open the outgoing log {self.path}: {err.strerror or err}") from None
         try:
@@ -138,7 +142,12 @@ class OutgoingLog:
                         "rewritten automatically, check it with `fedpriv gateway verify`; nothing was sent"
                     ) from None
                 seq, prev = last_seq + 1, sha256_hex(last)
-            self._check_head_not_ahead(seq - 1)
+                if last_entry.get("key_id") != self.key.key_id:
+                    raise OutgoingLogError(
+                        f"outgoing log {self.path} is signed by key {last_entry.get('key_id')!r}, not by this device key "
+                        f"{self.key.key_id}: the device key was replaced; nothing was sent"
+                    )
+            self._check_head(seq - 1, last)
             body_bytes = canonical_json(body)
             entry: dict[str, Any] = {
                 "v": FORMAT_VERSION,
@@ -165,35 +174,46 @@ class OutgoingLog:
         finally:
             os.close(fd)  # also releases the lock
 
-    def _check_head_not_ahead(self, last_seq: int) -> None:
+    def _check_head(self, last_seq: int, last_line: bytes | None) -> None:
+        """The head must agree with the log before anything is appended: present once the log has
+        entries, signed by this key, recording the last entry (or the one before it, after a crash
+        between the append and the head update). Otherwise deleting the last entries together with
+        the head and sending once more would leave a log that verifies."""
         try:
             data = self.head_path.read_bytes()
         except FileNotFoundError:
-            return
+            if last_seq == 0:
+                return
+            raise OutgoingLogError(
+                f"outgoing log {self.path} has {last_seq} entries but its head {self.head_path} is missing: entries "
+                "may have been deleted; check it with `fedpriv gateway verify`; nothing was sent"
+            ) from None
         except OSError as err:
             raise OutgoingLogError(f"cannot read {self.head_path}: {err.strerror or err}") from None
         try:
-            head_seq = _parse_head(data)["seq"]
-        except ValueError:
-            raise OutgoingLogError(f"{self.head_path} is corrupt; check the log with `fedpriv gateway verify`") from None
+            head = _parse_head(data)
+            signature = head.pop("sig")
+        except (ValueError, KeyError):
+            raise OutgoingLogError(f"{self.head_path} is corrupt; check the log with `fedpriv gateway verify`; nothing was sent") from None
+        if not verify_signature(self.key.public_key, signature, canonical_json(head)):
+            raise OutgoingLogError(f"{self.head_path} is not signed by this device key; check the log with `fedpriv gateway verify`; nothing was sent")
+        head_seq = head["seq"]
         if head_seq > last_seq:
             raise OutgoingLogError(
                 f"outgoing log {self.path} has {last_seq} entries but its head records {head_seq}: entries were "
                 "deleted; check it with `fedpriv gateway verify`; nothing was sent"
             )
+        if head_seq < last_seq - 1 or (head_seq == last_seq and last_line is not None and sha256_hex(last_line) != head["hash"]):
+            raise OutgoingLogError(
+                f"outgoing log {self.path} does not match its head (head at entry {head_seq}, log at {last_seq}); "
+                "check it with `fedpriv gateway verify`; nothing was sent"
+            )
 
     def _write_head(self, seq: int, line_hash: str) -> None:
         head: dict[str, Any] = {"v": FORMAT_VERSION, "seq": seq, "hash": line_hash, "key_id": self.key.key_id}
         head["sig"] = self.key.sign(canonical_json(head))
-        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                _write_all(fd, canonical_json(head) + b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.head_path)
+            write_private_file(self.head_path, canonical_json(head) + b"\n")
         except OSError as err:
             raise OutgoingLogError(f"cannot write {self.head_path}: {err.strerror or err}") from None
 

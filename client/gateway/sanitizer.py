@@ -13,9 +13,13 @@ Usage (router side)::
 
 Pipeline (all inside one try: any exception -> ``SanitizationError``, never partial output):
 
-1. Presidio ``AnalyzerEngine`` (blank spaCy tokenizer, no model download) runs the recognizer
-   families from ``client.gateway.recognizers`` (built once, in ``__init__``) plus the names and
-   places this conversation has already produced (the session's originals);
+1. the text is normalized (``normalize``: NFKC, dash/space variants, spelled-out separators) and,
+   when it is all lower case or all capitals, truecased (``grammar.truecase``); Presidio's
+   ``AnalyzerEngine`` (its NoOpNlpEngine: no tokenization, no model) runs the recognizer families
+   from ``client.gateway.recognizers`` on it (built once, in ``__init__``); the span grammar
+   (``grammar.refine``) extends names over adjacent non-words, takes in house numbers, ages after
+   names and places of address blocks; spans are mapped back to the original text; the names and
+   places this conversation has already produced (the session's originals) are added;
 2. overlapping detections are merged into their union (a partial overlap never leaves a piece of
    an identifier behind); the merged span takes the type of its most confident member;
 3. quasi-identifiers are generalized (``abstraction``): ages -> bands, dates -> year, places ->
@@ -23,7 +27,8 @@ Pipeline (all inside one try: any exception -> ``SanitizationError``, never part
    placeholder from the session (``[PERSON_1]``);
 4. a verification pass re-scans the sanitized text for hard identifiers (emails, SSNs, card
    numbers, long digit runs); finding one there means a bug, so it fails closed;
-5. ``residual_risk`` estimates the chance that an identifier survived (see ``residual_risk``).
+5. ``residual_risk`` estimates the chance that an identifier survived (``risk``: a logistic model
+   calibrated on the evaluation's development part).
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
-from client.gateway import abstraction
+from client.gateway import abstraction, risk
+from client.gateway.grammar import Span, refine, truecase
+from client.gateway.normalize import normalize
 from client.gateway.config import GatewayConfig, load_config
 from client.gateway.recognizers import build_registry
 from client.gateway.recognizers.common import STATE_CODE_RE, STATE_NAME_RE, is_common_word
@@ -56,42 +64,35 @@ _TYPE_PRIORITY = {
     "HEALTH_PLAN": 8, "ACCOUNT": 8, "LICENSE": 8, "VEHICLE": 8, "DEVICE": 8, "PHONE": 7, "FAX": 7,
     "ADDRESS": 7, "DATE": 6, "AGE": 6, "ZIP": 6, "PERSON": 5, "FACILITY": 5, "LOCATION": 4, "ID": 1,
 }
-# Per-identifier miss probability, from `python -m simulations.studies.sanitizer_eval` (see docs/sanitizer.md).
-BASE_MISS_RATE = 0.005
 DEFAULT_RISK_THRESHOLD = 0.2
 
 _STATE_AFTER = re.compile(r"\s*,\s*(?:" + STATE_CODE_RE + r"|" + STATE_NAME_RE + r")\b")
+_YEAR_GROUP = re.compile(r"(?:19|20)\d\d")
+
+
+def _not_years(run: str) -> bool:
+    groups = re.findall(r"\d+", run)
+    return sum(len(g) for g in groups) >= 7 and not all(_YEAR_GROUP.fullmatch(g) for g in groups)
+
+
+def _iban_valid(candidate: str) -> bool:
+    from client.gateway.recognizers.ids import iban_ok
+
+    return iban_ok(candidate)
+
+
 _VERIFY_PATTERNS = [
-    ("EMAIL", re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
-    ("SSN", re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")),
-    ("DIGITS", re.compile(r"\d(?:[ -]?\d){6,}")),
+    ("EMAIL", re.compile(r"[\w.+'-]+\s?@\s?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), None),
+    ("SSN", re.compile(r"(?<![\d])\d{3}\s?[-/. ]?\s?\d{2}\s?[-/. ]?\s?\d{4}(?!\d)"), None),
+    ("DIGITS", re.compile(r"\d(?:[ ./()-]{0,2}\d){6,}"), _not_years),
+    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), _iban_valid),
 ]
-_RISK_PATTERNS = [
-    # leftover numbers that are not years, ages bands or small quantities
-    (re.compile(r"(?<![\w.,/-])\d{4}(?![\w.,/-])"), 0.05, lambda s: not (1900 <= int(s) <= 2099)),
-    # letter+digit codes that nothing claimed
-    (re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b"), 0.05, None),
-    (re.compile(r"@"), 0.3, None),
-]
-# identifier keywords with no placeholder (or generalized value) right after them
-# ("my SSN is one two three ..."); checked on the unmasked sanitized text
-_KEYWORD_RISK = re.compile(
-    r"\b(?:ssn|social security|mrn|medical record|dob|date of birth|account (?:number|no|#)|acct|member id|policy (?:number|no|#)|licen[cs]e (?:number|no|#)|passport|serial (?:number|no|#)|phone number|fax|e-?mail address|zip code)\b(?![^\n.]{0,24}(?:\[[A-Z_]+_\d+\]|(?:19|20)\d\d))",
-    re.IGNORECASE,
-)
-_KEYWORD_RISK_P = 0.1
 
-
-@dataclass(frozen=True)
-class _Span:
-    type: str
-    start: int
-    end: int
-    score: float
 
 
 class BlankSpacyNlpEngine:
-    """Presidio NLP engine over ``spacy.blank("en")``: tokenizer only, nothing downloaded."""
+    """Presidio NLP engine over ``spacy.blank("en")``: tokenizer only, nothing downloaded (for
+    Presidio's own predefined recognizers, which read tokens; the gateway's do not)."""
 
     @staticmethod
     def create():
@@ -126,11 +127,15 @@ def _no_context_enhancer():
 
 
 def build_analyzer(config: GatewayConfig):
+    """Presidio's AnalyzerEngine over the gateway's recognizers. They read the raw text themselves,
+    so the NLP engine is Presidio's NoOpNlpEngine: no spaCy tokenization per prompt (it was a
+    third of the per-prompt time)."""
     from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NoOpNlpEngine
 
     return AnalyzerEngine(
         registry=build_registry(config),
-        nlp_engine=BlankSpacyNlpEngine.create(),
+        nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "no_op"}]),
         supported_languages=["en"],
         context_aware_enhancer=_no_context_enhancer(),
     )
@@ -144,7 +149,7 @@ class PromptSanitizer:
         self.analyzer = build_analyzer(self.config)
         self.max_chars = self.config.max_chars
         self._allow = list(self.config.allow_list)
-        self._known_cache: dict[int, tuple[int, re.Pattern | None, dict[str, str]]] = {}
+        self._known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> _KnownTerms
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -157,10 +162,10 @@ class PromptSanitizer:
         if session is None:
             session = ConversationSession()
         try:
-            spans = self._detect(text, session)
+            spans, caseless = self._detect(text, session)
             entities, sanitized = self._substitute(text, spans, session)
             self._verify(sanitized)
-            risk = self.residual_risk(sanitized, entities)
+            risk = self.residual_risk(sanitized, entities, caseless)
             commit = getattr(session, "commit", None)
             if commit is not None:
                 commit()
@@ -174,75 +179,70 @@ class PromptSanitizer:
     def analyze(self, text: str, session: PlaceholderSession | None = None) -> list[Entity]:
         """Detected (merged) spans without substitution; ``replacement`` is left empty."""
         try:
-            return [Entity(s.type, s.start, s.end, text[s.start : s.end]) for s in self._detect(text, session)]
+            return [Entity(s.type, s.start, s.end, text[s.start : s.end]) for s in self._detect(text, session)[0]]
         except Exception as err:
             raise SanitizationError(f"analysis failed ({type(err).__name__})") from err
 
     @staticmethod
-    def residual_risk(sanitized: str, entities: list[Entity]) -> float:
-        """Estimated probability that an identifier survived in ``sanitized`` (0 = none).
-
-        1 - (1 - BASE_MISS_RATE)^n_direct * prod(1 - p_i): every direct identifier found carries
-        the evaluated per-identifier miss rate (a prompt full of identifiers is likelier to hide
-        one more), and each suspicious leftover adds its own p_i: a 4-digit number that is not a
-        year, an unclaimed letter/digit code, an identifier keyword not followed by a placeholder
-        ("my SSN is one two three ..."), an "@".
-        """
-        masked = PLACEHOLDER_RE.sub(" ", sanitized)
-        masked = abstraction.AGE_BAND_LABEL_RE.sub(" ", masked)
-        keep = 1.0
-        n_direct = sum(1 for e in entities if e.type in DIRECT_TYPES)
-        keep *= (1.0 - BASE_MISS_RATE) ** n_direct
-        for _ in _KEYWORD_RISK.finditer(sanitized):
-            keep *= 1.0 - _KEYWORD_RISK_P
-        for rx, p, check in _RISK_PATTERNS:
-            for m in rx.finditer(masked):
-                if check is None or check(m.group()):
-                    keep *= 1.0 - p
-        return round(1.0 - keep, 4)
+    def residual_risk(sanitized: str, entities: list[Entity], caseless: bool = False) -> float:
+        """Estimated probability that a direct identifier survived in ``sanitized`` (``risk``: a
+        logistic model of what is left in the text, calibrated on the evaluation's dev part)."""
+        return risk.residual_risk(sanitized, (e.type for e in entities if e.type in DIRECT_TYPES), caseless)
 
     # ------------------------------------------------------------------ detection
-    def _detect(self, text: str, session: PlaceholderSession | None) -> list[_Span]:
+    def _detect(self, text: str, session: PlaceholderSession | None) -> tuple[list[Span], bool]:
+        """Detection runs on the normalized text (``normalize``); spans are mapped back to `text`.
+        Also says whether the prompt was caseless (all lower case or all capitals)."""
         if not text.strip():
-            return []
-        results = self.analyzer.analyze(text=text, language="en", allow_list=self._allow or None)
-        raw = [_Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+            return [], False
+        norm = normalize(text)
+        analyzed = truecase(norm.text)
+        results = self.analyzer.analyze(text=analyzed, language="en", allow_list=self._allow or None)
+        found = [Span(r.entity_type, r.start, r.end, float(r.score)) for r in results]
+        caseless = analyzed != norm.text
+        found = _merge(found)
+        for _ in range(2):  # a second pass sees what the first added (a city, then its postcode)
+            refined = _merge(refine(analyzed, found, caseless=caseless))
+            if refined == found:
+                break
+            found = refined
+        raw = []
+        for r in found:
+            start, end = norm.span(r.start, r.end) if norm.changed else (r.start, r.end)
+            raw.append(Span(r.type, start, end, r.score))
         raw.extend(self._known_mentions(text, session))
-        return _merge(raw)
+        return _merge(raw), caseless
 
-    def _known_mentions(self, text: str, session) -> list[_Span]:
-        """Names/places the conversation already mapped, and the parts of multi-word names."""
+    def _known_mentions(self, text: str, session) -> list[Span]:
+        """Names/places the conversation already mapped, and the parts of multi-word names.
+
+        The session's originals are indexed incrementally by their first word (``_KnownTerms``),
+        so a prompt costs O(its words + the mappings new since the last prompt), whatever the
+        conversation's length."""
         if session is None or not hasattr(session, "originals"):
             return []
-        revision = getattr(session, "revision", None)
-        key = id(session)
         with self._lock:
-            cached = self._known_cache.get(key)
-        if cached is None or cached[0] != revision:
-            terms: dict[str, str] = {}
-            for etype in ("PERSON", "LOCATION", "FACILITY"):
-                for original in session.originals(etype):
-                    terms.setdefault(original, etype)
-                    if etype == "PERSON":
-                        for part in re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", original):
-                            if len(part) >= 3 and part[0].isupper() and not is_common_word(part):
-                                terms.setdefault(part, etype)
-            pattern = None
-            if terms:
-                alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-                pattern = re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)")
-            cached = (revision, pattern, terms)
-            with self._lock:
-                if len(self._known_cache) > 256:
-                    self._known_cache.clear()
-                self._known_cache[key] = cached
-        _, pattern, terms = cached
-        if pattern is None:
-            return []
-        return [_Span(terms[m.group()], m.start(), m.end(), 0.9) for m in pattern.finditer(text)]
+            try:
+                known = self._known.get(session)
+                if known is None:
+                    known = self._known[session] = _KnownTerms()
+            except TypeError:  # a session type that cannot be weakly referenced: index it afresh
+                known = _KnownTerms()
+        with known.lock:
+            if hasattr(session, "originals_since"):
+                new = session.originals_since(known.indexed)
+                known.indexed += len(new)
+            else:
+                new = [(t, o) for t in _KNOWN_TYPES for o in session.originals(t)]
+                known.indexed = 0
+                known.by_first.clear()
+            for etype, original in new:
+                if etype in _KNOWN_TYPES:
+                    known.add(original, etype)
+            return known.find(text)
 
     # ------------------------------------------------------------------ substitution
-    def _substitute(self, text: str, spans: list[_Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
+    def _substitute(self, text: str, spans: list[Span], session: PlaceholderSession) -> tuple[list[Entity], str]:
         abst = self.config.abstraction
         pieces: list[str] = []
         entities: list[Entity] = []
@@ -267,19 +267,66 @@ class PromptSanitizer:
 
     @staticmethod
     def _verify(sanitized: str) -> None:
-        masked = PLACEHOLDER_RE.sub(" ", sanitized)
-        for name, rx in _VERIFY_PATTERNS:
-            m = rx.search(masked)
-            if m:
-                raise SanitizationError(f"verification found a residual {name} after substitution; nothing may be sent")
+        """Detectors of its own over the NORMALIZED sanitized text: an e-mail address, an SSN-shaped
+        number, 7+ digits however separated (not a list of years), a valid IBAN. Finding one means
+        an identifier survived in a form the first pass did not see: fail closed."""
+        masked = PLACEHOLDER_RE.sub(" ", normalize(sanitized).text)
+        for name, rx, check in _VERIFY_PATTERNS:
+            for m in rx.finditer(masked):
+                if check is None or check(m.group()):
+                    raise SanitizationError(f"verification found a residual {name} after substitution; nothing may be sent")
 
 
-def _merge(spans: list[_Span]) -> list[_Span]:
+_KNOWN_TYPES = ("PERSON", "LOCATION", "FACILITY")
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+@dataclass
+class _KnownTerms:
+    """A conversation's mapped names and places, keyed by their first word."""
+
+    indexed: int = 0
+    by_first: dict[str, dict[str, str]] = field(default_factory=dict)  # first word -> {term: type}
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, original: str, etype: str) -> None:
+        self._add(original, etype)
+        if etype == "PERSON":  # "Zofia Wrona" -> also "Zofia" and "Wrona" alone
+            for part in _NAME_WORD.findall(original):
+                if len(part) >= 3 and part[0].isupper() and not is_common_word(part):
+                    self._add(part, etype)
+
+    def _add(self, term: str, etype: str) -> None:
+        first = _NAME_WORD.match(term)
+        if first is None:
+            return
+        self.by_first.setdefault(first.group(), {}).setdefault(term, etype)
+
+    def find(self, text: str) -> list[Span]:
+        if not self.by_first:
+            return []
+        spans: list[Span] = []
+        for m in _NAME_WORD.finditer(text):
+            terms = self.by_first.get(m.group())
+            if not terms or (m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")):
+                continue
+            best = None
+            for term, etype in terms.items():
+                end = m.start() + len(term)
+                if text.startswith(term, m.start()) and not (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+                    if best is None or end > best[1]:
+                        best = (etype, end)
+            if best is not None:
+                spans.append(Span(best[0], m.start(), best[1], 0.9))
+        return spans
+
+
+def _merge(spans: list[Span]) -> list[Span]:
     """Union of overlapping spans; the union takes the type of its best member."""
     if not spans:
         return []
     spans = sorted(spans, key=lambda s: (s.start, -s.end))
-    merged: list[_Span] = []
+    merged: list[Span] = []
     group = [spans[0]]
     end = spans[0].end
     for span in spans[1:]:
@@ -293,7 +340,7 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     return merged
 
 
-def _collapse(group: list[_Span], end: int) -> _Span:
+def _collapse(group: list[Span], end: int) -> Span:
     start = group[0].start
     if len(group) == 1:
         return group[0]
@@ -304,7 +351,7 @@ def _collapse(group: list[_Span], end: int) -> _Span:
     covering = [s for s in group if s.start == start and s.end == end]
     if covering and best.type in ("AGE", "DATE") and best not in covering:
         etype = max(covering, key=lambda s: (s.score, _TYPE_PRIORITY.get(s.type, 3))).type
-    return _Span(etype, start, end, max(s.score for s in group))
+    return Span(etype, start, end, max(s.score for s in group))
 
 
 _default: PromptSanitizer | None = None

@@ -45,6 +45,7 @@ class ConversationSession:
         self._to_placeholder: dict[str, str] = {}
         self._to_original: dict[str, str] = {}
         self._counters: dict[str, int] = {}
+        self._order: list[tuple[str, str]] = []  # (type, original) in the order they were mapped
         self._lock = threading.Lock()
         self._dirty = False
         self.vault = vault
@@ -62,6 +63,7 @@ class ConversationSession:
             placeholder = f"[{etype}_{n}]"
             self._to_placeholder[original] = placeholder
             self._to_original[placeholder] = original
+            self._order.append((etype, original))
             self._dirty = True
             self.revision += 1
             return placeholder
@@ -96,6 +98,12 @@ class ConversationSession:
             prefix = f"[{entity_type}_"
             return [o for o, p in self._to_placeholder.items() if p.startswith(prefix)]
 
+    def originals_since(self, count: int) -> list[tuple[str, str]]:
+        """(type, original) of the mappings made after the first `count` (lets callers index
+        the conversation's originals incrementally: O(new) per prompt, not O(all))."""
+        with self._lock:
+            return self._order[count:]
+
     def mapping(self) -> dict[str, str]:
         """placeholder -> original (a copy; stays on the device)."""
         with self._lock:
@@ -123,6 +131,7 @@ class ConversationSession:
                 raise VaultError("placeholder vault is corrupt")
             session._to_original[placeholder] = original
             session._to_placeholder[original] = placeholder
+            session._order.append((PLACEHOLDER_RE.fullmatch(placeholder).group(1), original))
         session._counters = {str(k): int(v) for k, v in data.get("counters", {}).items()}
         session.revision = len(session._to_original)
         return session
@@ -138,7 +147,7 @@ def load_or_create_key(path: str | Path) -> bytes:
     """Read a Fernet key file, creating it (0600, never overwriting) when it does not exist."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         key = path.read_bytes().strip()
         try:
@@ -172,7 +181,7 @@ class EncryptedVault:
     def save(self, session: ConversationSession) -> None:
         token = self._fernet.encrypt(json.dumps(session.to_dict(), ensure_ascii=False).encode("utf-8"))
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(token)

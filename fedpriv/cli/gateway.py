@@ -2,7 +2,7 @@
 
     fedpriv ask "prompt"                                   # one prompt, answer on stdout
     fedpriv ask --input IN.jsonl --output OUT.jsonl        # {"id", "text"} -> {"id", "route", "answer", "reason", ...}
-    fedpriv gateway serve [--model PATH] [--port 8765]     # offline OpenAI-compatible "cloud" on 127.0.0.1
+    fedpriv gateway serve [--model NAME|PATH] [--port 8765] # offline OpenAI-compatible "cloud" on 127.0.0.1
     fedpriv gateway verify [--log PATH] [--public-key PATH]
 
 Exit codes: 0 answered; 1 refused (single prompt) or at least one line not answered (batch);
@@ -63,9 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get(ENV_STATE_DIR, "~/.fedpriv/gateway"),
         help=f"gateway state: device key, vault, outgoing log (default: ${ENV_STATE_DIR} or ~/.fedpriv/gateway)",
     )
-    ask.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per cloud request (default: 60)")
+    ask.add_argument("--timeout", type=_positive_float, default=60.0, help="deadline in seconds for each cloud request attempt as a whole, not per read (default: 60)")
     ask.add_argument("--max-retries", type=_non_negative_int, default=2, help="retries on 5xx/timeout/connection errors (default: 2)")
-    ask.add_argument("--local-model", default="default", help='on-device model: "default", a directory or a cached HF id')
+    ask.add_argument("--local-model", default="default",
+                     help='on-device model: "default", an installed model (`fedpriv model list`), a directory or a cached HF id')
     ask.add_argument("--min-confidence", type=_fraction, default=0.5, help="auto: answer locally at or above this confidence (default: 0.5)")
     ask.add_argument("--max-residual-risk", type=_fraction, default=0.2, help="refuse to send above this residual risk (default: 0.2)")
     ask.add_argument("--max-prompt-chars", type=_positive_int, default=8000, help="longest accepted prompt (default: 8000)")
@@ -82,7 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a local model as an OpenAI-compatible endpoint on 127.0.0.1 (offline `transformers serve`)",
     )
-    serve.add_argument("--model", default="default", help='"default" (fedpriv/assets/default-model), a directory or a cached HF id')
+    serve.add_argument("--model", default="default",
+                       help='"default" (fedpriv/assets/default-model), an installed model (`fedpriv model list`), a directory or a cached HF id')
     serve.add_argument("--port", type=_port, default=DEFAULT_SERVE_PORT, help=f"port on 127.0.0.1 (default: {DEFAULT_SERVE_PORT})")
     serve.set_defaults(func=run_serve)
 
@@ -218,7 +220,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         print(f"fedpriv ask: error: {where}: {message}" if kind == "error" else f"fedpriv ask: {where}: {kind}: {message}", file=sys.stderr)
 
     with open_input(args.input) as fin, open_output(args.output, args.input) as fout:
-        counts = ask_lines(fin, fout, gateway, name, report)
+        counts = ask_lines(fin, fout, gateway, report)
     print(f"fedpriv ask: {counts}", file=sys.stderr)
     return 1 if counts.failed else 0
 
@@ -230,7 +232,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from client.gateway.local_model import offline_by_default, resolve_local_model
 
     offline_by_default()
-    model = resolve_local_model(args.model)
+    model = resolve_local_model(args.model, key="--model")
     _check_port_free(args.port)
     try:
         from transformers.cli.serve import Serve

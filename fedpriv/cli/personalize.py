@@ -29,8 +29,6 @@ from fedpriv.errors import ConfigError, DataError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from client.interpolation import DEFAULT_GLOBAL_WEIGHT
-
     cmd = subparsers.add_parser(
         "personalize",
         help="fine-tune the final global adapter on a simulated run's devices (RUN_DIR) or on one real device (--device)",
@@ -47,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--finetune-epochs", type=int, default=None, help="override the run's finetune-epochs (under DP the ledger still caps the budget)")
     cmd.add_argument("--global-weight", type=float, default=None, metavar="LAMBDA",
                      help="personalized = LAMBDA x federated + (1 - LAMBDA) x fine-tuned model; fixed, it spends no privacy "
-                          f"(default: {DEFAULT_GLOBAL_WEIGHT:g} under record-level DP, else chosen on the validation slice)")
+                          "(default: client.interpolation.DEFAULT_GLOBAL_WEIGHT, 0.5, under record-level DP, else chosen on "
+                          "the validation slice; not imported here: it pulls in torch, and every fedpriv command builds this parser)")
     cmd.set_defaults(func=_personalize)
 
 

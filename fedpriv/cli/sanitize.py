@@ -38,6 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sanitize(args: argparse.Namespace) -> int:
+    from client.gateway.lean_import import import_presidio_lean
+
+    import_presidio_lean(defer_predefined=True)  # this process builds no Presidio default engine
+
     from client.gateway.batch import open_input, open_output, sanitize_lines
     from client.gateway.config import load_config
     from client.gateway.sanitizer import PromptSanitizer
@@ -58,7 +62,7 @@ def run_sanitize(args: argparse.Namespace) -> int:
         print(f"fedpriv sanitize: {source}:{lineno}: {kind}: {message}", file=sys.stderr)
 
     with open_input(args.input) as fin, open_output(args.output, args.input) as fout:
-        n_ok, n_bad = sanitize_lines(fin, fout, sanitizer, source, report, vault)
+        n_ok, n_bad = sanitize_lines(fin, fout, sanitizer, report, vault)
     if n_bad:
         print(f"fedpriv sanitize: {n_ok} line(s) sanitized, {n_bad} line(s) with errors", file=sys.stderr)
         return 1

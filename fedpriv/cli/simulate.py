@@ -32,9 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="evaluate replies a round needs for its aggregate evaluation (default: all for hospital, three quarters for phone)")
     fed.add_argument("--round-timeout", type=float, default=None,
                      help="seconds the server waits for one train or evaluate step's replies (default: 3600 hospital, 600 phone)")
-    fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), a local model directory, or a cached Hugging Face model id")
+    fed.add_argument("--model", default=defaults.model, help=f"'{DEFAULT_MODEL}' (the shipped small Llama), an installed model (`fedpriv model list`, e.g. smollm2-135m), "
+                          "a local model directory, or a cached Hugging Face model id")
     fed.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
-    fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt")
+    fed.add_argument("--lora-targets", default=defaults.lora_targets, help="comma-separated module names to adapt, or 'auto' (the architecture's usual ones: q_proj,v_proj for Llama)")
     fed.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     fed.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
                      help="epochs of on-device fine-tuning to reserve for `fedpriv personalize` after the run (σ is calibrated to cover them)")
@@ -177,15 +178,16 @@ def print_summary(out: Path, metrics: dict) -> None:
 
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
     privacy = metrics["privacy"]["record_level"]
-    table = Table(title=f"round {last['round']}: held-out perplexity and record-level ε (DP mode {metrics['privacy']['mode']})")
-    for column in ("client", "perplexity", "ε", "δ", "steps"):
+    table = Table(title=f"round {last['round']}: held-out perplexity, bits per byte and record-level ε (DP mode {metrics['privacy']['mode']})")
+    for column in ("client", "perplexity", "bits/byte", "ε", "δ", "steps"):
         table.add_column(column)
     for entry in last["clients"]:
         p = privacy.get(entry["client_id"], {})
-        ppl = entry.get("eval_perplexity")
+        ppl, bpb = entry.get("eval_perplexity"), entry.get("eval_bits_per_byte")
         table.add_row(
             escape(entry["client_id"]),  # a device's id, not markup
             "–" if ppl is None else f"{ppl:.2f}",
+            "–" if bpb is None else f"{bpb:.3f}",
             f"{float(p['epsilon']):.3f}" if p else "–",
             f"{p['delta']:g}" if p else "–",
             str(p.get("steps", "–")),

@@ -154,3 +154,15 @@ def test_registered_in_fedpriv_cli(monkeypatch, capsys, tmp_path):
     bad_cfg.write_text("nonsense = 1\n", encoding="utf-8")
     assert cli.main(["sanitize", "-i", "-", "-o", "-", "--config", str(bad_cfg)]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_invalid_utf8_reported_on_its_own_line_others_processed(tmp_path, capsys):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = [json.dumps(row).encode() for row in LINES]
+    src.write_bytes(good[0] + b"\n" + b'{"id": 2, "text": "caf\xe9 \xff"}\n' + good[1] + b"\n")
+    assert _run(["sanitize", "--input", str(src), "--output", str(dst)]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}:2: error: not valid UTF-8" in err
+    assert f"{src}:1:" not in err and f"{src}:3:" not in err
+    out = [json.loads(line) for line in dst.read_text(encoding="utf-8").splitlines()]
+    assert [o["id"] for o in out] == [1, "two"]

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 RECORD_LEVEL_KEYS = {"epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant"}
-CLIENT_KEYS = {"client_id", "train_loss", "eval_perplexity", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps"}
+CLIENT_KEYS = {"client_id", "train_loss", "eval_perplexity", "eval_bits_per_byte", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps"}
 
 
 def _ray_processes(ray_tmpdir: str) -> set[int]:

@@ -11,6 +11,7 @@ ids        EMAIL URL IP_ADDRESS PHONE FAX SSN CREDIT_CARD IBAN MRN HEALTH_PLAN A
 dates_ages DATE AGE
 addresses  ADDRESS LOCATION ZIP
 names      PERSON LOCATION FACILITY
+ner        PERSON LOCATION ADDRESS (a spaCy NER model, off unless configured)
 ========== ==========================================================================
 
 To add a family: write a module with ``recognizers(config)`` and add it to ``FAMILIES``.
@@ -20,9 +21,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from presidio_analyzer import EntityRecognizer, RecognizerRegistry
+from client.gateway.lean_import import import_presidio_lean
 
-from client.gateway.recognizers import addresses, dates_ages, ids, names, patterns
+import_presidio_lean()  # before anything imports Presidio: without torch and transformers
+
+from presidio_analyzer import EntityRecognizer, RecognizerRegistry  # noqa: E402
+
+from client.gateway.recognizers import addresses, dates_ages, ids, names, ner, patterns  # noqa: E402
 
 # Imported in the source (not by name through importlib) so the import graph stays visible.
 FAMILIES: dict[str, ModuleType] = {
@@ -31,6 +36,7 @@ FAMILIES: dict[str, ModuleType] = {
     "dates_ages": dates_ages,
     "addresses": addresses,
     "names": names,
+    "ner": ner,  # only with [detection] ner_model set
 }
 
 

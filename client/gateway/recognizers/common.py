@@ -114,6 +114,7 @@ def _read_lines(filename: str) -> frozenset[str]:
 _INFLECTIONS = ("'s", "’s", "ies", "es", "s", "ed", "ing", "ly")
 
 
+@lru_cache(maxsize=1 << 16)  # the same words recur in every prompt; called by every family
 def is_common_word(word: str) -> bool:
     """True when ``word`` (any case) is an ordinary English word or a simple inflection of one."""
     low = word.lower()
@@ -327,7 +328,7 @@ STRONG_PLACE_CUES = {
 }
 # Verbs/particles that, right after an unknown capitalized token, make it a person.
 PERSON_FOLLOWERS = {
-    "said", "says", "told", "tells", "asked", "asks", "called", "calls", "texted", "texts",
+    "family", "household", "residence", "said", "says", "told", "tells", "asked", "asks", "called", "calls", "texted", "texts",
     "emailed", "wrote", "writes", "wants", "wanted", "needs", "needed", "thinks", "thought",
     "mentioned", "came", "comes", "went", "goes", "left", "took", "takes", "gave", "gives",
     "got", "gets", "has", "had", "is", "was", "will", "would", "can", "could", "should", "and",

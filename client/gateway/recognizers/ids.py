@@ -30,8 +30,11 @@ _URL = re.compile(
 )
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?(?![\d.]*\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])")
-_SSN = re.compile(r"(?<![\w-])\d{3}([- .])\d{2}\1\d{4}(?![\w-])")
-_SSN_CTX = re.compile(r"\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|ss#)\s*(?:is|:|#|=)?\s*(\d{9}|\d{3}\s\d{2}\s\d{4})\b", re.IGNORECASE)
+# runs on normalized text (client.gateway.normalize): every dash variant is "-" by now
+_SSN = re.compile(r"(?<![\w-])\d{3} ?([-/. ]) ?\d{2} ?\1 ?\d{4}(?![\w-])")
+_SSN_CTX = re.compile(r"\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|ss#)\s*(?:is|:|#|=)?\s*(\d(?:[ ./-]{0,3}\d){8})(?!\d)", re.IGNORECASE)
+# digits split up to hide them ("1 2 3 4 5 6 7 8 9", "123 / 45 / 6789"): 7+ digits in small groups
+_SEPARATED_DIGITS = re.compile(r"(?<![\w.])\d{1,4}(?:(?: ?[-/.] ?| )\d{1,4}){2,}(?![\w])")
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){3,8}\b")
 _VIN = re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b")
@@ -138,7 +141,7 @@ class GatewayContactRecognizer(GatewayRecognizer):
                         continue
                     hits.append(("IP_ADDRESS", m.start(), m.end(), 0.95))
         # phones: libphonenumber for anything with 7+ digits
-        if sum(ch.isdigit() for ch in text) >= 7:
+        if sum(map(str.isdigit, text)) >= 7:
             spans = []
             for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
                 spans.append((match.start, match.end))
@@ -218,13 +221,19 @@ class GatewayCatchAllIdRecognizer(GatewayRecognizer):
 
     def find(self, text: str):
         hits: list[Hit] = []
+        for m in _SEPARATED_DIGITS.finditer(text):
+            groups = re.findall(r"\d+", m.group())
+            if sum(map(len, groups)) >= 7 and not all(_YEAR.fullmatch(g) for g in groups):
+                hits.append(("ID", m.start(), m.end(), 0.4))
         for m in _LONG_DIGITS.finditer(text):
             digits = sum(c.isdigit() for c in m.group())
             if digits >= 5 and not _YEAR_RANGE.fullmatch(m.group()):
                 hits.append(("ID", m.start(), m.end(), 0.4))
         for m in _CODE.finditer(text):
             tok = m.group()
-            n_digits = sum(c.isdigit() for c in tok)
+            if tok.isalpha() or tok.isdigit():  # most words: no letter/digit mix, nothing to check
+                continue
+            n_digits = sum(map(str.isdigit, tok))
             n_alpha = sum(c.isalpha() for c in tok)
             if n_alpha == 0 or n_digits == 0 or _CODE_ALLOW.match(tok):
                 continue

@@ -125,7 +125,7 @@ _DISTRACTORS = (
 )
 
 
-class _Builder:
+class SpanBuilder:
     """Fills one template, recording spans as it goes."""
 
     def __init__(self) -> None:
@@ -302,7 +302,7 @@ class EvalGenerator:
         return f"{self.first().lower()}.{self.last().lower()}{self.rng.randint(1, 99)}@{self.rng.choice(('gmail.com', 'yahoo.com', 'outlook.com', 'proton.me'))}"
 
     # ---------------------------------------------------------------- templates
-    def _fill(self, b: _Builder, template: str) -> None:
+    def _fill(self, b: SpanBuilder, template: str) -> None:
         for piece in re.split(r"(\{[A-Z_0-9]+\})", template):
             if not (piece.startswith("{") and piece.endswith("}")):
                 b.lit(piece)
@@ -310,7 +310,7 @@ class EvalGenerator:
             slot = piece[1:-1]
             self._slot(b, slot)
 
-    def _slot(self, b: _Builder, slot: str) -> None:  # noqa: C901 - one branch per slot
+    def _slot(self, b: SpanBuilder, slot: str) -> None:  # noqa: C901 - one branch per slot
         rng = self.rng
         if slot == "NAME":
             b.ent("PERSON", f"{self.first()} {self.last()}")
@@ -385,7 +385,7 @@ class EvalGenerator:
             pool = FRESH_CLINICAL if kind == "clinical" else FRESH_PERSONAL
         else:
             pool = CLINICAL if kind == "clinical" else PERSONAL
-        b = _Builder()
+        b = SpanBuilder()
         n = self.rng.choice((1, 2, 2, 3))
         chosen = self.rng.sample(pool, n)
         if self.rng.random() < 0.5:

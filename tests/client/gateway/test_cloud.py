@@ -111,3 +111,22 @@ def test_base_url_normalization():
     assert normalize_base_url("https://api.example.com/openai/v1") == "https://api.example.com/openai/v1"
     with pytest.raises(CloudError):
         normalize_base_url("ftp://h")
+
+
+def test_deadline_bounds_the_whole_request_not_each_read(tmp_path):
+    """A server dripping one byte every 0.1 s never trips a per-read timeout; the deadline holds."""
+    with FakeCloud("drip", sleep=0.1) as cloud:
+        client, _ = _client(cloud.url, tmp_path, timeout=0.5, max_retries=0)
+        start = time.monotonic()
+        with pytest.raises(CloudTimeout, match=r"timed out after 0.5s"):
+            client.chat(MESSAGES)
+        elapsed = time.monotonic() - start
+    assert elapsed < 1.5, elapsed
+
+
+def test_response_size_is_capped(tmp_path):
+    with FakeCloud("huge", size=2 << 20) as cloud:
+        client, _ = _client(cloud.url, tmp_path, max_retries=2, max_response_bytes=64 * 1024)
+        with pytest.raises(CloudResponseError, match="more than 65536 bytes"):
+            client.chat(MESSAGES)
+    assert len(cloud.requests) == 1  # not retried: the same server would send the same

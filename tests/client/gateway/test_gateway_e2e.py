@@ -132,6 +132,20 @@ def test_batch_end_to_end_nothing_identifying_leaves(tmp_path, capsys, real_sani
         assert "line 2" in capsys.readouterr().err, kind
 
 
+def test_batch_invalid_utf8_line_is_reported_and_the_others_are_sent(tmp_path, capsys, real_sanitizer):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(json.dumps(RECORDS[0]).encode() + b"\n" + b'{"id": "bad", "text": "\xc3\x28"}\n' + json.dumps(RECORDS[2]).encode() + b"\n")
+    with FakeCloud() as cloud:
+        rc = _ask("--input", str(src), "--output", str(out), "--route", "cloud", "--cloud-url", cloud.url,
+                  "--state-dir", str(tmp_path / "gw"), "--timeout", "5", "--max-retries", "0")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "in.jsonl:2: not valid UTF-8" in err and "Traceback" not in err
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == ["r1", 3]
+    assert len(cloud.requests) == 2
+    assert_nothing_identifying(cloud)
+
+
 def test_single_prompt_shows_restored_answer_and_route(tmp_path, capsys, real_sanitizer):
     with FakeCloud() as cloud:
         rc = _ask(RECORDS[0]["text"], "--route", "cloud", "--cloud-url", cloud.url, "--state-dir", str(tmp_path / "gw"),
@@ -275,3 +289,81 @@ def test_transformers_serve_offline_round_trip(tmp_path, real_sanitizer):
                 proc.wait(timeout=5)
         proc.stderr.close()
     assert proc.returncode is not None
+
+
+# ---- the varied set and the evasions on the wire (issue 21) -------------------------------------
+
+# Hand-written for this test (not the evaluation's generators): other countries' postal formats,
+# caseless names, spelled-out and Unicode-disguised numbers, each with the identifiers it holds.
+VARIED = [
+    ("Bitte an Jürgen Vogelsang, Beckergasse 8\n63608 Zschopau schicken.", ["Vogelsang", "Jürgen", "Beckergasse", "63608", "Zschopau"]),
+    ("Send the keys to 5, avenue Samson, 57583 LacroixBourg for Amélie.", ["Samson", "57583", "LacroixBourg", "Amélie"]),
+    ("deliver to flat 2, 17 jones light, sw1a 1aa before noon", ["17 jones", "sw1a 1aa"]),
+    ("Mail: ul. Paderewskiego 77, 61-668 Kołobrzeg, Poland", ["Paderewskiego", "61-668", "Kołobrzeg"]),
+    ("My grandmother Ngozi Adeyemi-Okafor, 97, lives at Strada Taliercio, 47 in Genivolta.", ["Ngozi", "Adeyemi", "97", "Taliercio", "Genivolta"]),
+    ("the patient, tariyel lojková, asked for her records", ["tariyel", "lojková"]),
+    ("postcode K1A 0B6, Ottawa; call 613\u2013555\u20130199", ["K1A 0B6", "6135550199"]),
+    ("my ssn is 2 1 9 0 9 9 9 9 9 and my card \uff14\uff15\uff13\uff19 1488 0343 6467", ["219099999", "4539148803436467"]),
+    ("write to jane (dot) wrona (at) example (dot) com or j.wrona[at]mailbox[dot]org", ["wrona", "mailbox"]),
+    ("SSN 219\u201109\u20119999, DOB 03\u221214\u22121961", ["219099999", "03141961"]),
+]
+
+
+def _wire_text(cloud: FakeCloud) -> str:
+    import unicodedata
+
+    contents = [" ".join(m["content"] for m in json.loads(raw)["messages"]) for raw in cloud.requests]
+    return unicodedata.normalize("NFKC", "\n".join(contents)).lower()
+
+
+def test_varied_and_hostile_prompts_leave_nothing_on_the_wire(tmp_path, capsys, real_sanitizer):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n" for i, (text, _) in enumerate(VARIED)),
+                   encoding="utf-8")
+    with FakeCloud() as cloud:
+        _ask("--input", str(src), "--output", str(out), "--route", "cloud", "--cloud-url", cloud.url,
+             "--state-dir", str(tmp_path / "gw"), "--timeout", "5", "--max-retries", "0")
+    results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(results) == len(VARIED) and all(r["route"] in ("cloud", "refused") for r in results)
+    assert len(cloud.requests) == sum(r["route"] == "cloud" for r in results) >= len(VARIED) // 2
+    wire = _wire_text(cloud)
+    wire_digits = re.sub(r"\D", "", wire)
+    for text, identifiers in VARIED:
+        for ident in identifiers:
+            low = ident.lower()
+            if low.isdigit():
+                assert low not in wire_digits, (ident, text)
+            else:
+                assert re.search(r"(?<!\w)" + re.escape(low) + r"(?!\w)", wire) is None, (ident, text)
+
+
+def test_evaluation_prompts_on_the_wire_are_the_sanitized_text(tmp_path, real_sanitizer):
+    """A fixed sample of the development part, five per source, through the gateway: what reaches
+    the wire is exactly the sanitizer's output (no other path) and no gold identifier of the
+    sample is on it (the evaluation measures the rate on the whole set; docs/sanitizer.md)."""
+    from simulations.studies.sanitizer_eval.dataset import load, source_of
+    from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, blank_identifiers, leaked
+
+    sanitizer, new_session = real_sanitizer
+    by_source: dict[str, list] = {}
+    for p in load("dev"):
+        by_source.setdefault(source_of(p), []).append(p)
+    sample = [p for prompts in by_source.values() for p in prompts[:5]]
+    options = GatewayOptions(state_dir=str(tmp_path / "gw"), route="cloud", timeout=5, max_retries=0)
+    wire_leaks = 0
+    with FakeCloud() as cloud:
+        options.cloud_url = cloud.url
+        gateway = Gateway.from_options(options, sanitizer=sanitizer, new_session=new_session)
+        for p in sample:
+            before = len(cloud.requests)
+            result = gateway.ask(p.text)
+            if result.route != "cloud":
+                assert len(cloud.requests) == before  # refused: nothing sent
+                continue
+            sent = json.loads(cloud.requests[-1])["messages"][-1]["content"]
+            assert sent == result.sent == sanitizer.sanitize(p.text).sanitized
+            blanked = blank_identifiers(p.text, p.spans)
+            spans = [s for s in p.spans if s.type in DIRECT_GOLD]
+            wire_leaks += sum(leaked(s, blanked, sent) for s in spans)
+    assert wire_leaks == 0
+    assert len(cloud.requests) >= len(sample) // 2

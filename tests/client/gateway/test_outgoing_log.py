@@ -168,3 +168,74 @@ def test_cli_verify_ok_and_failure(state, capsys):
     assert main(["gateway", "verify", "--log", str(log.path), "--public-key", str(gw / PUBLIC_KEY_NAME)]) == 1
     err = capsys.readouterr().err
     assert "line 2" in err
+
+
+# ---- hardening regressions (issue 21) -----------------------------------------------------------
+
+
+def test_deleting_last_entry_and_head_then_sending_is_refused(state):
+    gw, log, key = state
+    _write(log.path, _lines(log.path)[:-1])
+    head_path_for(log.path).unlink()
+    with pytest.raises(OutgoingLogError, match="head .* is missing"):
+        log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(6))
+    assert len(_lines(log.path)) == 4  # nothing appended, so nothing sent
+    result = verify_log(log.path, key.public_key)
+    assert not result.ok and "head" in result.message
+
+
+def test_replayed_old_head_is_refused(state):
+    gw, log, key = state
+    old_head = head_path_for(log.path).read_bytes()
+    log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(6))
+    log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(7))
+    head_path_for(log.path).write_bytes(old_head)  # head at 5, log at 7
+    with pytest.raises(OutgoingLogError, match="does not match its head"):
+        log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(8))
+
+
+def test_planted_symlinks_are_never_followed(state, tmp_path):
+    gw, log, _ = state
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (gw / "outgoing.jsonl.head.tmp").symlink_to(victim)
+    log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(6))
+    assert victim.read_text() == "precious"
+    assert verify_log(log.path, log.key.public_key).ok
+    # the log itself replaced by a symlink: refused, the target untouched
+    other = OutgoingLog(gw / "other.jsonl", log.key)
+    (gw / "other.jsonl").symlink_to(victim)
+    with pytest.raises(OutgoingLogError, match="cannot open"):
+        other.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(1))
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o703, 0o777])
+def test_state_dir_writable_by_others_is_refused(tmp_path, mode):
+    from fedpriv.errors import FedprivError
+
+    gw = tmp_path / "gw"
+    gw.mkdir()
+    gw.chmod(mode)
+    with pytest.raises(FedprivError, match="can be written by other users"):
+        DeviceKey.load_or_create(gw)
+    gw.chmod(0o700)
+    key = DeviceKey.load_or_create(gw)
+    log = OutgoingLog(gw / "outgoing.jsonl", key)
+    gw.chmod(mode)
+    with pytest.raises(FedprivError, match="chmod 700"):
+        log.append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(1))
+    gw.chmod(0o700)
+
+
+def test_missing_or_replaced_device_key_is_an_error_once_the_log_has_entries(state):
+    from client.gateway.gateway import Gateway, GatewayOptions
+
+    gw, log, _ = state
+    (gw / PRIVATE_KEY_NAME).unlink()
+    with pytest.raises(DeviceKeyError, match="missing"):
+        Gateway.from_options(GatewayOptions(state_dir=str(gw), route="cloud"), sanitizer=object(), new_session=object)
+    assert not (gw / PRIVATE_KEY_NAME).exists()  # not silently replaced
+    new_key = DeviceKey.load_or_create(gw)  # somebody creates one by hand anyway
+    with pytest.raises(OutgoingLogError, match="device key was replaced"):
+        OutgoingLog(log.path, new_key).append(url="http://127.0.0.1:1/v1/chat/completions", body=_body(6))

@@ -11,7 +11,7 @@ import pytest
 from client.gateway import abstraction
 from client.gateway.config import ConfigError, config_from_dict, load_config
 from simulations.studies.sanitizer_eval.prompts import eval_name_pools, eval_places, generate
-from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, GoldSpan, _blank, evaluate_system, leaked
+from simulations.studies.sanitizer_eval.scoring import DIRECT_GOLD, GoldSpan, blank_identifiers, evaluate_system, leaked
 from client.gateway.sanitizer import PromptSanitizer
 from client.gateway.session import ConversationSession, EncryptedVault, VaultError, load_or_create_key
 from client.gateway.types import SanitizationError, SanitizedPrompt
@@ -97,7 +97,9 @@ def test_content_words_are_kept(sanitizer):
     r = sanitizer.sanitize(text)
     assert r.sanitized == text
     assert r.entities == []
-    assert r.residual_risk == 0.0
+    from client.gateway.sanitizer import DEFAULT_RISK_THRESHOLD
+
+    assert r.residual_risk < DEFAULT_RISK_THRESHOLD
 
 
 # ------------------------------------------------------------------------------- offsets
@@ -282,11 +284,17 @@ def test_non_string_and_oversized_input_refused(sanitizer):
 
 
 def test_residual_risk(sanitizer):
-    assert sanitizer.sanitize("How do I lower my cholesterol?").residual_risk == 0.0
-    clean = sanitizer.sanitize("Call 406-555-0187.").residual_risk
-    suspicious = sanitizer.sanitize("my ssn is two one nine zero nine and the code A7Q is mine").residual_risk
-    assert 0 < clean < 0.05
-    assert suspicious > clean
+    from client.gateway.sanitizer import DEFAULT_RISK_THRESHOLD
+
+    clean = sanitizer.sanitize("How do I lower my cholesterol?").residual_risk
+    assert 0 <= clean < DEFAULT_RISK_THRESHOLD
+    assert sanitizer.sanitize("Call 406-555-0187.").residual_risk < DEFAULT_RISK_THRESHOLD
+    # what a missed identifier leaves behind raises the calibrated risk: a house number and a bare
+    # postcode next to placeholders, an unknown capitalized word, a caseless prompt
+    tidy = PromptSanitizer.residual_risk("Please send it to [ADDRESS_1], [LOCATION_1].", [])
+    left = PromptSanitizer.residual_risk("Please send it to [ADDRESS_1] 12, 4410 [LOCATION_1] for Zbigniewa.", [])
+    assert left > tidy and left > DEFAULT_RISK_THRESHOLD
+    assert PromptSanitizer.residual_risk("tell [PERSON_1] hi", [], caseless=True) > PromptSanitizer.residual_risk("Tell [PERSON_1] hi", [])
 
 
 # ------------------------------------------------------------------------------- leak property
@@ -304,13 +312,13 @@ _TEST_TEMPLATES = (
 
 
 def _test_prompts(n: int, seed: int):
-    from simulations.studies.sanitizer_eval.prompts import EvalGenerator, EvalPrompt, _Builder
+    from simulations.studies.sanitizer_eval.prompts import EvalGenerator, EvalPrompt, SpanBuilder
 
     gen = EvalGenerator(seed)
     rng = random.Random(seed)
     prompts = []
     for i in range(n):
-        b = _Builder()
+        b = SpanBuilder()
         gen._fill(b, rng.choice(_TEST_TEMPLATES))
         prompts.append(EvalPrompt(id=f"t{i}", kind="test", text=b.text(), spans=b.spans))
     return prompts
@@ -332,8 +340,59 @@ def test_leak_rate_on_small_eval_sets(sanitizer):
 def test_leak_rule_itself():
     text = "Call Zofia Wrona at 555-123-4567."
     spans = [GoldSpan("PERSON", 5, 16, "Zofia Wrona"), GoldSpan("PHONE", 20, 32, "555-123-4567")]
-    blanked = _blank(text, spans)
+    blanked = blank_identifiers(text, spans)
     assert leaked(spans[0], blanked, "Call Zofia [X] at [P].")
     assert not leaked(spans[0], blanked, "Call [X] at [P].")
     assert leaked(spans[1], blanked, "Call [X] at 555 123 4567.")  # reformatting does not hide it
     assert not leaked(spans[1], blanked, "Call [X] at [P].")
+
+
+# ------------------------------------------------------------------------------- hostile forms (issue 21)
+
+HOSTILE = [
+    ("en dash", "My SSN is 219\u201309\u20139999, please fix it.", "9999"),
+    ("minus sign", "SSN 219\u221209\u22129999 on file.", "9999"),
+    ("non-breaking hyphen", "ssn: 219\u201109\u20119999", "9999"),
+    ("figure dash", "social security 219\u201209\u20129999", "9999"),
+    ("hyphen U+2010", "her SSN 219\u201009\u20109999 was stolen", "9999"),
+    ("slashes", "SSN 219/09/9999 is mine", "9999"),
+    ("spaced digits", "my ssn is 2 1 9 0 9 9 9 9 9 thanks", "9 9 9 9"),
+    ("full-width digits", "SSN \uff12\uff11\uff19-\uff10\uff19-\uff19\uff19\uff19\uff19", "\uff19\uff19\uff19\uff19"),
+    ("zero-width space", "SSN 219-09\u200b-9999", "9999"),
+    ("(dot) (at)", "write to jane (dot) doe (at) example (dot) com today", "doe"),
+    ("[at] [dot]", "mail: thorvald[at]mailbox[dot]org", "thorvald"),
+    ("spelled out", "email me at jane dot wrona at example dot com", "wrona"),
+]
+
+
+@pytest.mark.parametrize("kind,text,secret", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_forms_are_normalized_before_detection(sanitizer, kind, text, secret):
+    result = sanitizer.sanitize(text)
+    assert secret not in result.sanitized, result.sanitized
+    for e in result.entities:  # offsets point into what the user wrote
+        assert text[e.start : e.end] == e.text
+    assert result.entities
+
+
+def test_normalization_maps_offsets_back():
+    from client.gateway.normalize import normalize
+
+    text = "Amélie: 219\u201309\u20139999, jane (dot) doe (at) example (dot) com"
+    norm = normalize(text)
+    assert "219-09-9999" in norm.text and "jane.doe@example.com" in norm.text
+    s = norm.text.index("jane.doe@example.com")
+    start, end = norm.span(s, s + len("jane.doe@example.com"))
+    assert text[start:end] == "jane (dot) doe (at) example (dot) com"
+    s = norm.text.index("219-09-9999")
+    assert text[slice(*norm.span(s, s + 11))] == "219\u201309\u20139999"
+
+
+def test_verification_runs_its_own_detectors_on_normalized_text(sanitizer):
+    # an identifier the first pass did not claim (here: let through by an allow-list entry, which
+    # is matched on the normalized text) is still caught by the verification pass, in whatever
+    # Unicode form it is written
+    allowing = PromptSanitizer(config_from_dict({"detection": {"allow_list": ["219-09-9999", "4111111111111111"]}}))
+    for text in ("SSN 219\u201309\u20139999", "card \uff14\uff11\uff11\uff11111111111111"):
+        with pytest.raises(SanitizationError, match="verification"):
+            allowing.sanitize(text)
+    assert sanitizer.sanitize("Seen in 2019, 2020 and 2021; BP 142/91.").sanitized.endswith("BP 142/91.")
