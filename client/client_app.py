@@ -4,26 +4,37 @@ Only the LoRA tensors the strategy shares leave the device (all of them for feda
 ffa, A for fedsa); the base model, the data and any private adapter part never do. Under secure
 aggregation (a train message with a ``"secagg"`` record) not even those: ``client/secagg_app.py``
 runs the round's stages and sends the update only masked.
+
+A device that must not train (its budget would be exceeded, its ledger is gone, its key cannot open
+what it kept, its data is malformed) answers with an error reply naming the reason, which the server
+records, and logs it; it sends no update and the round goes on with the others.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from logging import WARNING
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+from flwr.common.logger import log
 
-from client.device import Device, device_seed, open_device, read_instruction
+from client.device import BaseModelCache, Device, device_model, device_seed, open_device, read_instruction
 from client.dp_training import encode, evaluate, held_out_bits_per_byte, train_locally
 from client.secagg_app import is_secure, secure_train
-from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
+from fedpriv.adapter_parts import ClientPlan, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
-from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_tokenizer
+from fedpriv.errors import FedprivError
+from fedpriv.modeling import adapter_state, load_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline by default: never reach a model hub
 
 app = ClientApp()
+_MODELS: dict[str, BaseModelCache] = {}  # one base model per process (a simulation actor serves many rounds)
 
 
 @dataclass
@@ -41,32 +52,37 @@ def _setup(msg: Message, context: Context) -> Round:
     config, plan = instruction.config, instruction.plan
     device = open_device(context, config)
     tokenizer = load_tokenizer(config.model)
-    model = build_lora_model(config)  # at the rank the server asked for (hetlora sets lora-rank)
     received = msg.content["arrays"].to_torch_state_dict()
-    load_adapter_state(model, _full_adapter(received, context, device, plan, adapter_state(model)))
+    private = device.load_private_adapter(context) if plan.mode == "fedsa" else None
+    models = _MODELS.setdefault(config.model, BaseModelCache(config.model))
+    model = device_model(models, config, plan, received, private)  # at the rank the server asked for (hetlora sets lora-rank)
     # Kept (with a state dir) so the device can personalize after the federation; never sent.
     device.save_received_global(received, msg.content["config"], msg.metadata.message_type, context.run_id)
     set_trainable_for_mode(model, plan.mode)
     return Round(config, plan, instruction.server_round, device, tokenizer, model)
 
 
-def _full_adapter(received: dict, context: Context, device: Device, plan: ClientPlan, fresh: dict) -> dict:
-    """Complete the adapter from what the server sent and what stays on this device."""
-    if plan.mode == "ffa" and plan.a_seed is not None:
-        # A is frozen at the shared seeded init: rebuilt here, never downloaded or uploaded.
-        return apply_shared_lora_A({**fresh, **received}, plan.a_seed, plan.a_init)
-    if plan.mode == "fedsa":
-        # B is this device's private part: its own from earlier rounds, else the fresh (zero) init.
-        private = device.load_private_adapter(context) or split_adapter(fresh, "fedsa")[1]
-        return merge_adapter(private, received)
-    return received
-
-
 def _client_record(device: Device, server_round: int) -> ConfigRecord:
     return ConfigRecord({"client-id": device.client_id, "server-round": server_round, "profile": device.profile})
 
 
+def _refusing(handler: Callable[[Message, Context], Message]) -> Callable[[Message, Context], Message]:
+    """Turn a fedpriv error (a reason to refuse, not a bug) into an error reply with that reason."""
+
+    @functools.wraps(handler)
+    def handle(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except FedprivError as err:
+            reason = f"fedpriv device refuses the {msg.metadata.message_type} instruction: {err}"
+            log(WARNING, reason)
+            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+    return handle
+
+
 @app.train()
+@_refusing
 def train(msg: Message, context: Context) -> Message:
     if is_secure(msg):
         return secure_train(msg, context, local_training)
@@ -113,6 +129,7 @@ def local_training(msg: Message, context: Context) -> RecordDict:
 
 
 @app.evaluate()
+@_refusing
 def evaluate_global(msg: Message, context: Context) -> Message:
     r = _setup(msg, context)
     texts = r.device.split.held_out

@@ -6,6 +6,7 @@ bounds each record's gradient regardless of its length.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import DP_WALK_RADIUS, RunConfig
+from fedpriv.data import clip_text
 from fedpriv.errors import PrivacyBudgetExhausted
 
 IGNORE = -100
@@ -32,20 +34,23 @@ class TrainOutcome:
 
 
 def encode(tokenizer, texts: list[str], max_seq_len: int) -> TensorDataset:
-    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss."""
-    batch = tokenizer(texts, max_length=max_seq_len, truncation=True, padding="max_length", return_tensors="pt")
+    """Fixed-length (padded) token tensors; padding is masked out of attention and of the loss. Each
+    text is cut before tokenizing (`clip_text`): a huge record must not be tokenized whole."""
+    batch = tokenizer([clip_text(t, max_seq_len) for t in texts], max_length=max_seq_len, truncation=True,
+                      padding="max_length", return_tensors="pt")
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = IGNORE
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
 
 
-def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def next_token_pairs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits at each position and the label of the token after it (position t predicts t + 1)."""
     return logits[:, :-1, :], labels[:, 1:]
 
 
 def per_record_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token NLL of each record (shape [batch])."""
-    logits, labels = _shifted(logits, labels)
+    logits, labels = next_token_pairs(logits, labels)
     batch, length, vocab = logits.shape
     token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE, reduction="none")
     token_loss = token_loss.view(batch, length)
@@ -76,19 +81,22 @@ def noise_multiplier_for(config: RunConfig, num_records: int) -> float:
     takes part in every round: a conservative choice when clients are sampled)."""
     if config.target_epsilon <= 0:
         return config.noise_multiplier
+    return calibrated_noise_multiplier(
+        config.target_epsilon, config.delta, sample_rate_for(num_records, config.batch_size), planned_dp_steps(config, num_records), config.accountant
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def calibrated_noise_multiplier(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    """The sigma with which `steps` Poisson-sampled DP-SGD steps at `sample_rate` spend `target_epsilon`
+    at `delta` under `accountant` (Opacus' search, which never returns a sigma that overspends).
+
+    Cached on exactly these arguments: the search is deterministic, so a cached sigma is the one it
+    would compute again, and it costs seconds per call, while a device asks for the same sigma in
+    every round and again for its fine-tuning."""
     from opacus.accountants.utils import get_noise_multiplier
 
-    q = sample_rate_for(num_records, config.batch_size)
-    total_steps = planned_dp_steps(config, num_records)
-    return float(
-        get_noise_multiplier(
-            target_epsilon=config.target_epsilon,
-            target_delta=config.delta,
-            sample_rate=q,
-            steps=total_steps,
-            accountant=config.accountant,
-        )
-    )
+    return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant))
 
 
 def dp_learning_rate(config: RunConfig, sigma: float, planned_steps: int) -> float:
@@ -98,15 +106,18 @@ def dp_learning_rate(config: RunConfig, sigma: float, planned_steps: int) -> flo
     dwarfs its share of the batch's clipped gradients (≤ B·C in norm over all of them), and Adam
     divides by the running RMS of what it sees. Every coordinate then moves about one learning rate
     per step, mostly at random, while the signal's share of the move falls as 1/σ. The loss falls
-    with the signal (∝ lr/σ) and rises with the random walk (∝ lr²), so the best step is ∝ 1/σ.
-    `inverse-sigma` uses learning-rate × min(1, 1/σ): the configured rate applies up to σ = 1 (a
-    reference point, checked on a tuning federation, not derived). Under DP nothing can stop early,
-    so a fixed step over-trains: DP local-only phones at ε = 8 averaged perplexity 141.9 with a fixed
-    0.02 and 108.6 with the rule (docs/results.md). `fixed` keeps the configured rate (the former behaviour).
-    That argument holds per step; over many steps the signal runs out near a minimum while the walk
-    keeps growing as step·√T. With 240 records per hospital (225 steps, σ = 0.98) the 1/σ step (0.02)
-    left DP local-only at 578 against 362 at 0.01. `capped` (the default) therefore also keeps
-    step·√T within DP_WALK_RADIUS; `inverse-sigma` is the rule without that cap."""
+    with the signal (∝ lr/σ) and rises with the random walk (∝ lr²), so the best step is ∝ 1/σ. Under
+    DP nothing can stop early (a choice made on the data is not accounted for), so a step too large
+    for the noise over-trains.
+
+    - `fixed`: the configured learning rate at every step.
+    - `inverse-sigma`: learning-rate × min(1, 1/σ); the configured rate applies up to σ = 1, a
+      reference point set on a tuning federation, not derived.
+    - `capped` (the default): `inverse-sigma`, with step·√T also kept within DP_WALK_RADIUS. The
+      1/σ argument holds per step; over many steps the signal runs out near a minimum while the
+      random walk keeps growing as step·√T, so a long private training needs the smaller step.
+
+    What each rule does to the results is measured in the study reports (docs/studies/)."""
     if config.dp_step_size == "fixed":
         return config.learning_rate
     step = config.learning_rate / max(sigma, 1.0)
@@ -217,7 +228,7 @@ def _train_private(
                 dp_optimizer.zero_grad()
                 logits = dp_model(input_ids=input_ids, attention_mask=attention_mask).logits
                 if ghost:
-                    shift_logits, shift_labels = _shifted(logits, labels)
+                    shift_logits, shift_labels = next_token_pairs(logits, labels)
                     loss = dp_criterion(
                         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), shape=shift_logits.shape[:2]
                     )
@@ -244,7 +255,7 @@ def token_log_probs(model, dataset: TensorDataset, batch_size: int = 32) -> torc
     model.eval()
     out: list[torch.Tensor] = []
     for input_ids, attention_mask, labels in DataLoader(dataset, batch_size=batch_size):
-        logits, targets = _shifted(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
+        logits, targets = next_token_pairs(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
         mask = targets != IGNORE
         log_probs = F.log_softmax(logits.float(), dim=-1)
         picked = log_probs.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
@@ -277,7 +288,7 @@ def evaluated_text_bytes(tokenizer, texts: list[str], max_seq_len: int) -> int:
     record from its second token to its last kept one (truncation included), located with the
     tokenizer's character offsets. The first token is given, not predicted, so its bytes do not count."""
     total = 0
-    for text in texts:
+    for text in (clip_text(t, max_seq_len) for t in texts):  # as `encode` cuts them: a prefix, so the same bytes
         offsets = tokenizer(text, max_length=max_seq_len, truncation=True, return_offsets_mapping=True)["offset_mapping"]
         spans = [(start, end) for start, end in offsets[1:] if end > start]  # special tokens have empty spans
         if spans:

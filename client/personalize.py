@@ -21,7 +21,6 @@ serve `fedpriv personalize RUN_DIR` (simulated runs) too.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -31,25 +30,26 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from client.device import (
+from client.device import (  # noqa: F401  (LEDGER_FILE, PRIVATE_FILE: the device's file names, for callers of this module)
     LEDGER_FILE,
     PERSONALIZED_FILE,
     PRIVATE_FILE,
+    BaseModelCache,
+    DeviceFolder,
     ReceivedGlobal,
+    device_model,
     device_seed,
     devices_with_global,
-    load_received_global,
 )
 from client.dp_training import encode, finetune_locally, mean_nll, perplexity_from_loss, token_log_probs
 from client.interpolation import DEFAULT_GLOBAL_WEIGHT, check_weight, mixture_loss
-from client.privacy_ledger import PrivacyLedger
 from client.selection import EarlyStopped, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
-from fedpriv.adapter_parts import apply_shared_lora_A, merge_adapter, set_trainable_for_mode, split_adapter
+from fedpriv.adapter_parts import ClientPlan, set_trainable_for_mode
 from fedpriv.config import RunConfig
-from fedpriv.data import ClientSplit, read_client_file, split_records
+from fedpriv.data import ClientSplit, check_client_id, read_client_file, split_records
 from fedpriv.errors import ConfigError, DataError
 from fedpriv.files import write_atomically, write_tensors_atomically
-from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model, load_tokenizer
+from fedpriv.modeling import adapter_state, load_adapter_state, load_tokenizer
 
 PERSONALIZABLE_MODES = ("fedavg", "ffa", "fedsa")  # hetlora: the server's global adapter is at another rank
 RESULT_FILE = "personalization.json"
@@ -72,20 +72,7 @@ def total_local_epochs(config: RunConfig) -> int:
     return config.rounds * config.local_epochs + config.finetune_epochs
 
 
-class BaseModelCache:
-    """Loads the base model once; hands out fresh LoRA models built on deep copies of it."""
-
-    def __init__(self, model: str):
-        self.name = model
-        self._base: torch.nn.Module | None = None
-
-    def lora_model(self, config: RunConfig):
-        if self._base is None:
-            self._base = load_base_model(self.name)
-        return build_lora_model(config, copy.deepcopy(self._base))
-
-
-# ---- reading what the federation left on the device and on the server ------------------------
+# ---- reading what the federation left on the server (the device's own files: client.device) ----
 
 
 def load_global_adapter(adapter_dir: Path) -> dict[str, torch.Tensor]:
@@ -93,37 +80,6 @@ def load_global_adapter(adapter_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return dict(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")))
-
-
-def load_private_part(device_dir: Path) -> dict[str, torch.Tensor] | None:
-    """What a fedsa device kept for itself (its lora_B), or None if it has nothing."""
-    from safetensors.torch import load_file
-
-    path = Path(device_dir) / PRIVATE_FILE
-    return dict(load_file(str(path))) if path.is_file() else None
-
-
-def load_device_ledger(device_dir: Path, config: RunConfig) -> PrivacyLedger | None:
-    """The device's record-level ledger from the federation (None when record-level DP is off).
-    A DP run that left no ledger is an error: fine-tuning must not start from ε = 0."""
-    if not config.record_dp:
-        return None
-    path = Path(device_dir) / LEDGER_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no privacy ledger from the federation; refusing to fine-tune with an unknown budget")
-    return PrivacyLedger.load(path, config.accountant)
-
-
-def complete_adapter(fresh: dict[str, torch.Tensor], global_state: dict[str, torch.Tensor], mode: str, private: dict[str, torch.Tensor] | None, config: RunConfig) -> dict[str, torch.Tensor]:
-    """The full adapter a device holds after the federation: the global tensors, plus for fedsa its
-    own private part (without it, B stays at its init, zero: the base model), for ffa the shared A
-    rebuilt from the seed exactly as the ClientApp does."""
-    state = merge_adapter(fresh, global_state)
-    if mode == "ffa":
-        state = apply_shared_lora_A(state, config.seed, "kaiming_uniform") if not any("lora_A" in k for k in global_state) else state
-    if mode == "fedsa" and private is not None:
-        state = merge_adapter(state, split_adapter(private, "fedsa")[1])
-    return state
 
 
 # ---- training on the device after the federation ----------------------------------------------
@@ -173,8 +129,16 @@ def personalize(
     global_weight: float | None = None,
     save_adapter: Path | None = None,
     from_scratch: EarlyStopped | None = None,
+    plan: ClientPlan | None = None,
+    device_key: Path | None = None,
 ) -> Personalization:
     """Federated + private part, then fine-tuned, then the two interpolated, for one device.
+
+    The device's files (`device_dir`: its ledger and, for fedsa, its sealed lora_B, opened with
+    `device_key`, default the folder's own) are read through `client.device.DeviceFolder` and the
+    model is built by `client.device.device_model` from `global_state` and `plan` (default: the
+    strategy `mode` with nothing to rebuild, as for a run's saved global adapter), exactly as the
+    ClientApp does in the federation.
 
     The fine-tuning trains what the device trained in the federation (ffa: B with the shared A
     frozen; fedavg / fedsa: A and B), for `config.finetune_epochs` epochs, continuing the device's
@@ -196,12 +160,13 @@ def personalize(
     the device; the ledger is read for the ε the federation spent and left as it is."""
     if global_weight is not None:
         check_weight(global_weight)
-    private = load_private_part(device_dir) if mode == "fedsa" else None
+    folder = DeviceFolder(Path(device_dir), device_key)
+    private = folder.load_private() if mode == "fedsa" else None
     if mode == "fedsa" and private is None:
-        raise FileNotFoundError(f"{device_dir / PRIVATE_FILE}: a fedsa device must hold its own lora_B")
-    ledger = load_device_ledger(device_dir, config)
-    model = models.lora_model(config)
-    load_adapter_state(model, complete_adapter(adapter_state(model), global_state, mode, private, config))
+        raise DataError(f"{folder.path / PRIVATE_FILE}: a fedsa device must hold its own lora_B")
+    # A DP run that left no ledger is an error: fine-tuning must not start from ε = 0.
+    ledger = folder.load_ledger(config.accountant, required=True) if config.record_dp else None
+    model = device_model(models, config, plan or ClientPlan(mode=mode), global_state, private)
     spent = None if ledger is None else (spent_before if spent_before is not None else ledger.epsilon(config.delta))
     steps = ledger.steps if ledger is not None else 0
     federated_log_probs = token_log_probs(model, held_out)
@@ -229,7 +194,7 @@ def personalize(
         finetune_locally(model, train_set, trainer, charged, device_seed(config, client_id, "finetune"))
         epochs = private_epochs = config.finetune_epochs
     if charged is not None and save_ledger:
-        ledger.save(Path(device_dir) / LEDGER_FILE)
+        folder.save_ledger(ledger)
     if save_adapter is not None:
         write_tensors_atomically(Path(save_adapter), adapter_state(private_model))
     finetuned_log_probs = token_log_probs(model, held_out)
@@ -268,6 +233,7 @@ def personalization_config(config: RunConfig, mode: str, finetune_epochs: int | 
 def personalize_split(
     models: BaseModelCache, tokenizer, config: RunConfig, mode: str, split: ClientSplit,
     global_state: dict[str, torch.Tensor], device_dir: Path, global_weight: float | None,
+    plan: ClientPlan | None = None, device_key: Path | None = None,
 ) -> dict[str, Any]:
     """`personalize` one device on its own split, keeping the mixture's private adapter in
     `device_dir` (PERSONALIZED_FILE); the device's row of the personalization summary."""
@@ -275,7 +241,7 @@ def personalize_split(
     result = personalize(
         models, config, mode, split.client_id, global_state, Path(device_dir),
         encode(tokenizer, split.train, config.max_seq_len), encode(tokenizer, split.held_out, config.max_seq_len),
-        global_weight=global_weight, save_adapter=adapter_path,
+        global_weight=global_weight, save_adapter=adapter_path, plan=plan, device_key=device_key,
     )
     return {
         "federated_perplexity": result.federated.perplexity,
@@ -313,7 +279,7 @@ def _device_to_personalize(state_dir: Path, client_id: str | None = None) -> str
     if not state_dir.is_dir():
         raise DataError(f"{state_dir}: state directory not found (the SuperNode's node config state-dir)")
     if client_id:
-        return client_id
+        return check_client_id(client_id, "--client-id")
     found = devices_with_global(state_dir)
     if not found:
         raise DataError(f"{state_dir}: no global adapter persisted for any device; "
@@ -324,9 +290,11 @@ def _device_to_personalize(state_dir: Path, client_id: str | None = None) -> str
 
 
 def personalize_device(state_dir: Path, data_path: Path, client_id: str | None = None, finetune_epochs: int | None = None,
-                       global_weight: float | None = None) -> dict[str, Any]:
+                       global_weight: float | None = None, device_key: Path | None = None) -> dict[str, Any]:
     """Personalize one real device after the federation from `<state_dir>/<client_id>/` (the last
-    global adapter it received and its run config, its ledger, fedsa: its lora_B) and its data file.
+    global adapter it received and its run config, its ledger, fedsa: its lora_B, the sealed ones
+    opened with `device_key`, default the folder's own) and its data file, through the same
+    `client.device` code the ClientApp used.
 
     The data is split exactly as the device split it in the federation (by client id and the run's
     seed), so the held-out part is still never trained on. Under record-level DP the fine-tuning is
@@ -334,19 +302,16 @@ def personalize_device(state_dir: Path, data_path: Path, client_id: str | None =
     adapter and personalization.json are written to the device folder only after it succeeded."""
     client_id = _device_to_personalize(state_dir, client_id)
     device_dir = Path(state_dir) / client_id
-    received = load_received_global(device_dir)
+    received = DeviceFolder(device_dir, device_key).load_received_global()
     data_path = Path(data_path)
     if not data_path.is_file():
         raise DataError(f"{data_path}: data file not found (the device's node config data-path)")
     plan = received.instruction.plan
     config = personalization_config(received.instruction.config, plan.mode, finetune_epochs)
-    if plan.mode == "ffa" and plan.a_seed is not None and (plan.a_seed, plan.a_init) != (config.seed, "kaiming_uniform"):
-        # complete_adapter rebuilds the frozen A the way fedpriv's server asks for it (seed, kaiming_uniform).
-        raise ConfigError("lora-a-seed", f"ffa with a shared A of seed {plan.a_seed} ({plan.a_init}) is not the run's seed {config.seed}: cannot rebuild it")
     weight = None if global_weight is None else check_weight(global_weight)
     split = split_records(client_id, read_client_file(data_path), config.eval_fraction, config.seed)
     row = personalize_split(BaseModelCache(config.model), load_tokenizer(config.model), config, plan.mode, split,
-                            received.state, device_dir, weight)
+                            received.state, device_dir, weight, plan, device_key)
     summary = summarize(config, plan.mode, weight, {client_id: row}, **_origin(received, config, data_path))
     save_summary(device_dir, summary)
     return summary

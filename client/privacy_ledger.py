@@ -68,9 +68,16 @@ class PrivacyLedger:
 
     @classmethod
     def load(cls, path: Path, accountant: str) -> PrivacyLedger:
-        if not path.exists():
-            return cls(accountant=accountant)
-        ledger = cls.from_json(path.read_text(), source=str(path))
+        """The ledger in `path`, kept with `accountant`. A missing file is an error, never an empty
+        ledger: whether a device may start from ε = 0 is its folder's decision (client.device)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise DataError(f"{path}: privacy ledger not found; refusing to train with an unknown budget") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: privacy ledger cannot be read ({err}); refusing to train with an unknown budget") from None
+        ledger = cls.from_json(text, source=str(path))
         if ledger.accountant != accountant:
             raise DataError(f"{path}: ledger was kept with the {ledger.accountant!r} accountant, run asks for {accountant!r}")
         return ledger

@@ -1,7 +1,8 @@
 """Client corpora on disk: one `<client_id>.jsonl` per client, one `{"text": ...}` object per line.
 
-The same loader serves a user's own `--data DIR` and the synthetic federations the simulator writes,
-so the ClientApp has exactly one way to find its data.
+The same loader serves a user's own `--data DIR`, a real device's node config `data-path`, and the
+synthetic federations the simulator writes, so every device has exactly one way to read its data
+and every path to a client file gives the same checked client id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from pathlib import Path
 from fedpriv.errors import DataError
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A client id names the device's folder in a state directory: no path separators, no leading dot
+# (so never "." or ".."), and short enough for any file system.
+MAX_CLIENT_ID_LENGTH = 128
+# Texts are cut to this many characters per token of `max-seq-len` before they are tokenized, so a
+# 50 MB record costs no more to tokenize than a long normal one. The bound is far above the longest
+# token of any common vocabulary (the default model's longest is 18 characters; BPE vocabularies hold
+# whitespace or punctuation runs of a few dozen), so the cut never reaches the `max-seq-len` tokens a
+# record is truncated to anyway.
+MAX_CHARS_PER_TOKEN = 256
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,27 @@ class ClientSplit:
     client_id: str
     train: list[str]
     held_out: list[str]
+
+
+def check_client_id(client_id: str, source: object) -> str:
+    """`client_id` if it may name a device (letters, digits, '.', '_', '-'; starting with a letter or
+    digit), else DataError naming `source` (the file or option it came from)."""
+    if not _CLIENT_ID.fullmatch(client_id) or len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise DataError(
+            f"{source}: client id {client_id!r} must be letters, digits, '.', '_' or '-', start with a letter or digit, "
+            f"and be at most {MAX_CLIENT_ID_LENGTH} characters"
+        )
+    return client_id
+
+
+def client_id_of(path: Path) -> str:
+    """The client id a client file stands for (its name without `.jsonl`), checked."""
+    return check_client_id(Path(path).stem, path)
+
+
+def clip_text(text: str, max_seq_len: int) -> str:
+    """`text` cut to the characters that can matter for `max_seq_len` tokens (MAX_CHARS_PER_TOKEN)."""
+    return text[: max_seq_len * MAX_CHARS_PER_TOKEN]
 
 
 def list_client_files(data_dir: Path) -> list[Path]:
@@ -33,16 +64,24 @@ def list_client_files(data_dir: Path) -> list[Path]:
     if not files:
         raise DataError(f"{data_dir}: no <client_id>.jsonl files found")
     for path in files:
-        if not _CLIENT_ID.fullmatch(path.stem):
-            raise DataError(f"{path}: client id {path.stem!r} must be letters, digits, '.', '_' or '-'")
+        client_id_of(path)
     return files
 
 
 def read_client_file(path: Path) -> list[str]:
-    """All texts of one client file. Malformed lines raise DataError naming file and line."""
+    """All texts of one client file. Malformed lines (invalid UTF-8 or JSON, no text) raise DataError
+    naming file and line."""
     texts: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    try:
+        handle = open(path, "rb")  # bytes: a line that is not UTF-8 is reported by number, not as a traceback
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{number}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
             if not line.strip():
                 continue  # blank lines are harmless (e.g. a trailing newline)
             try:
@@ -72,7 +111,7 @@ def split_records(client_id: str, texts: list[str], eval_fraction: float, seed: 
 
 def split_client_file(path: Path, eval_fraction: float, seed: int) -> ClientSplit:
     """A client file's train / held-out split, exactly as the device with that file splits it."""
-    return split_records(Path(path).stem, read_client_file(Path(path)), eval_fraction, seed)
+    return split_records(client_id_of(path), read_client_file(Path(path)), eval_fraction, seed)
 
 
 def load_client(data_dir: Path, partition_id: int, eval_fraction: float, seed: int) -> ClientSplit:

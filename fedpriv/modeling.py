@@ -6,9 +6,11 @@ which `initial_adapter_state` gives it (built from the same seed the clients use
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import torch
 
@@ -16,23 +18,63 @@ from fedpriv.config import DEFAULT_MODEL, RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.models.registry import AUTO_LORA_TARGETS, installed_model_dir, lora_targets_for
 
+# Where the default model sits inside the `fedpriv` package.
+DEFAULT_MODEL_SUBDIR = Path("fedpriv") / "assets" / "default-model"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
+# The files without which the directory is not the model (a Flower App Bundle carries the JSON files
+# of the folder but leaves out the weights).
+DEFAULT_MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "gpt2", "org/name"; anything else is a path
+
+
+def installed_default_model_dirs() -> list[Path]:
+    """The default model of the installed `fedpriv` distribution: the source folder of an editable
+    install (`pip install -e .`, PEP 610 direct_url.json) or the package inside site-packages."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("fedpriv")
+    except metadata.PackageNotFoundError:
+        return []
+    found: list[Path] = []
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except json.JSONDecodeError:
+        direct = {}
+    url = urlparse(str(direct.get("url", "")))
+    if url.scheme == "file" and direct.get("dir_info", {}).get("editable"):
+        found.append(Path(unquote(url.path)) / DEFAULT_MODEL_SUBDIR)
+    found.append(Path(str(dist.locate_file(DEFAULT_MODEL_SUBDIR))))
+    return found
+
+
+def default_model_dir(candidates: list[Path] | None = None) -> Path:
+    """The shipped default model: next to this module (a checkout, a wheel), else where the installed
+    `fedpriv` distribution keeps it. A Flower App Bundle runs this code from a copy without the weights
+    (`flwr run` ships only code and text files), so the copy next to the module is not always whole."""
+    candidates = [DEFAULT_MODEL_DIR, *installed_default_model_dirs()] if candidates is None else candidates
+    for folder in candidates:
+        if all((folder / name).is_file() for name in DEFAULT_MODEL_FILES):
+            return folder
+    looked = ", ".join(dict.fromkeys(str(folder) for folder in candidates))
+    raise ConfigError(
+        "model",
+        f"the default model is not complete in any of {looked} (needs {', '.join(DEFAULT_MODEL_FILES)}); install fedpriv "
+        "on this machine (`pip install -e .` in the repository) or rebuild it with `python -m simulations.studies.default_model`",
+    )
 
 
 def resolve_model(name: str) -> str:
     """Map the `model` config value to something `from_pretrained` can load offline.
 
-    "default" is the shipped small Llama; an installable model's name (`fedpriv model list`) is its
-    cache folder, once installed; an existing directory is used as is; anything else is
-    treated as a Hugging Face model id, which must already be in the local cache (fedpriv never
-    downloads at run time unless the user sets HF_HUB_OFFLINE=0 themselves).
+    "default" is the shipped small Llama (`default_model_dir`); an installable model's name
+    (`fedpriv model list`) is its cache folder, once installed; an existing directory is used as is;
+    anything else is treated as a Hugging Face model id, which must already be in the local cache
+    (fedpriv never downloads at run time unless the user sets HF_HUB_OFFLINE=0 themselves).
     """
     if name == DEFAULT_MODEL:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise ConfigError("model", f"the default model is missing from {DEFAULT_MODEL_DIR}; rebuild it with `python -m simulations.studies.default_model`")
-        return str(DEFAULT_MODEL_DIR)
+        return str(default_model_dir())
     installed = installed_model_dir(name)  # None unless `name` is an installable model; not installed: ConfigError
     if installed is not None:
         return str(installed)

@@ -197,13 +197,23 @@ def make_server_app(config: RunConfig, on_round_end: Callable[[int], None] | Non
 app = ServerApp()
 
 
+def run_config_from_flower(values: dict) -> RunConfig:
+    """The run config of `[tool.flwr.app.config]` + `--run-config`. Flower's config has no None, so
+    pyproject.toml declares the optional keys (num-clients, clients-per-round) as "": unset."""
+    optional = {f.name.replace("_", "-") for f in dataclasses.fields(RunConfig) if str(f.type).endswith("| None")}
+    return RunConfig.from_flower({k: v for k, v in values.items() if not (k in optional and v == "")})
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    config = RunConfig.from_flower(dict(context.run_config))
+    config = run_config_from_flower(dict(context.run_config))
     if config.resume and not config.out:
         raise ConfigError("resume", "name the run to continue: --run-config \"resume=true out='RUN_DIR'\"")
     if not config.out:
         config.out = str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if not config.data_dir:
-        raise ValueError("run config data-dir is required for `flwr run` (write synthetic data with `fedpriv data --out DIR`)")
+    config.out = str(Path(config.out).resolve())
+    if not config.data_dir and config.num_clients is None:
+        # A deployment's SuperNodes name their own data (node config data-path); the server needs their number.
+        raise ValueError("run config needs num-clients (the SuperNodes of a deployment) or data-dir (a folder of client files)")
+    print(f"fedpriv: run directory {config.out}", flush=True)
     run_federation(grid, config.validated())

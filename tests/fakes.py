@@ -126,3 +126,17 @@ def make_reply(
     for key in drop:
         content.pop(key, None)
     return Message(RecordDict(content), reply_to=instruction)
+
+
+def encoded_client(profile: str, records: int, held_out: float, seed: int, max_seq_len: int = 24) -> tuple[str, Any, Any]:
+    """One synthetic client of `profile`: its id and its (train, held-out) token datasets, split as
+    its device splits them (`split_records`, seed 0) and encoded with the default model's tokenizer."""
+    from client.dp_training import encode
+    from fedpriv.data import split_records
+    from fedpriv.modeling import load_tokenizer
+    from simulations.synthetic import generate_federation
+
+    client_id, texts = next(iter(generate_federation(profile, 1, records, seed=seed).items()))
+    split = split_records(client_id, texts, held_out, 0)
+    tokenizer = load_tokenizer("default")
+    return client_id, encode(tokenizer, split.train, max_seq_len), encode(tokenizer, split.held_out, max_seq_len)

@@ -176,13 +176,7 @@ def non_test_modules() -> list[Module]:
     return list(modules().values())
 
 
-# The studies still share compare_strategies' private helpers (``_pct``, ``_WORKER``...) and replace
-# ``client.dp_training.noise_multiplier_for`` at run time; issue 17 items 1 and 3 remove both. Strict,
-# so the marker must go as soon as they land.
-_LAB_NOT_YET_CLEAN = pytest.mark.xfail(
-    strict=True, reason="simulations/studies: private helpers shared and a product function patched (issue 17 items 1, 3)"
-)
-SCOPES = [pytest.param("product", id="product"), pytest.param("lab", id="lab", marks=_LAB_NOT_YET_CLEAN)]
+SCOPES = [pytest.param("product", id="product"), pytest.param("lab", id="lab")]
 
 
 def in_scope(scope: str) -> list[Module]:

@@ -13,11 +13,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedpriv.cli import gateway, model, personalize, sanitize, simulate
+from fedpriv.cli import deploy, gateway, model, personalize, sanitize, simulate
 from fedpriv.errors import FedprivError
 
 # Order is the order shown in `fedpriv --help`.
-COMMANDS = (simulate, personalize, gateway, sanitize, model)
+COMMANDS = (simulate, personalize, deploy, gateway, sanitize, model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,9 +14,10 @@ record-level budget (`--target-epsilon E`) the run must have reserved the fine-t
 (`fedpriv simulate --finetune-epochs N --target-epsilon E`), otherwise the devices refuse.
 
 A real device (a SuperNode with node config `state-dir`) keeps the last global adapter it received
-and the run config in `STATE_DIR/<client-id>/`; `--device STATE_DIR --data FILE` fine-tunes from
-there in the same way, paying from that device's own ledger (`client.personalize.personalize_device`),
-and writes the fine-tuned adapter and personalization.json to that folder.
+(sealed with its device key) and the run config in `STATE_DIR/<client-id>/`; `--device STATE_DIR
+--data FILE` fine-tunes from there in the same way, paying from that device's own ledger
+(`client.personalize.personalize_device`), and writes the fine-tuned adapter and
+personalization.json to that folder.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--data", metavar="FILE", default=None, help="--device: the device's data file (its node config data-path)")
     cmd.add_argument("--client-id", default=None,
                      help="--device: the device's folder in STATE_DIR; if not given, the only one holding a global adapter")
+    cmd.add_argument("--device-key", metavar="FILE", default=None,
+                     help="--device: the device key its sealed files were written with (its node config device-key; "
+                          "default: device.key in the device's folder)")
     cmd.add_argument("--finetune-epochs", type=int, default=None, help="override the run's finetune-epochs (under DP the ledger still caps the budget)")
     cmd.add_argument("--global-weight", type=float, default=None, metavar="LAMBDA",
                      help="personalized = LAMBDA x federated + (1 - LAMBDA) x fine-tuned model; fixed, it spends no privacy "
@@ -57,14 +61,15 @@ def _personalize(args: argparse.Namespace) -> int:
 
     try:
         if args.device is not None:
-            summary = personalize_device(Path(args.device), Path(args.data), args.client_id, args.finetune_epochs, args.global_weight)
+            summary = personalize_device(Path(args.device), Path(args.data), args.client_id, args.finetune_epochs, args.global_weight,
+                                         Path(args.device_key) if args.device_key else None)
             (client_id,) = summary["clients"]
             result_path = Path(args.device) / client_id / RESULT_FILE
         else:
             clients = [c.strip() for c in args.clients.split(",") if c.strip()] or None
             summary = personalize_run(Path(args.run_dir), clients, args.finetune_epochs, args.global_weight)
             result_path = Path(args.run_dir) / RESULT_FILE
-    except FileNotFoundError as err:  # a DP device without its ledger, a fedsa device without its B
+    except FileNotFoundError as err:  # a file the run or the device should hold is gone
         raise DataError(str(err)) from err
     _print(summary, result_path)
     return 0
@@ -80,7 +85,7 @@ def _check_target(args: argparse.Namespace) -> None:
         if args.clients:
             raise ConfigError("--clients", "selects devices of a simulated run (RUN_DIR); with --device use --client-id")
     else:
-        for flag, value in (("--data", args.data), ("--client-id", args.client_id)):
+        for flag, value in (("--data", args.data), ("--client-id", args.client_id), ("--device-key", args.device_key)):
             if value:
                 raise ConfigError(flag, "only applies with --device STATE_DIR")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from client.dp_training import IGNORE, encode, per_record_loss
+from client.dp_training import IGNORE, encode, next_token_pairs, per_record_loss
 from fedpriv.config import RunConfig
 from fedpriv.modeling import adapter_state, build_lora_model, load_tokenizer, state_num_bytes
 
@@ -55,7 +55,7 @@ def _timed_steps(model, config: RunConfig, dataset, mode: str, steps: int, warmu
             optimizer.zero_grad()
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
             if criterion is not None:
-                shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+                shift_logits, shift_labels = next_token_pairs(logits, labels)
                 loss = criterion(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), shape=shift_logits.shape[:2])
             else:
                 loss = per_record_loss(logits, labels).mean()

@@ -18,7 +18,7 @@ train/held-out split and the DP noise, not the data) and pools:
 Each seed's own results (results.json, plots, report) go to `<out>/seed-<N>/`. A seed whose
 results.json is already there with the same settings is reused, not rerun, so an interrupted study
 resumes; one with different settings is refused. Writes `<out>/seeds.json`, `<out>/seeds.png` and the
-report (default `docs/results-seeds.md` for the default `--out`).
+report (default `docs/studies/seeds.md` for the default `--out docs/studies/seeds`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from simulations.studies import compare_strategies as cs
+from fedpriv.config import DP_SCOPE_COVERS
+from simulations.studies.compare_strategies import command_line, settings_from_argv
+from simulations.studies.comparison import orchestration
+from simulations.studies.comparison.formatting import config_sort_key, epsilon_label, fmt_eps, json_ready, md_table, pct
+from simulations.studies.comparison.goals import GAIN_KEPT_EPSILON, GOAL_GAIN_KEPT, GOAL_WIN_SHARE, client_rows, gain_kept, summarize
+from simulations.studies.comparison.report import selection_note, weight_note
+from simulations.studies.comparison.reuse import as_recorded_now, describe_differences, differing_settings, environment_differences
 
-DEFAULT_OUT = Path("docs/results/seeds")
-DEFAULT_REPORT = Path("docs/results-seeds.md")
+DEFAULT_OUT = Path("docs/studies/seeds")
+DEFAULT_REPORT = Path("docs/studies/seeds.md")
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 # Settings that legitimately differ between the seeds of one study.
@@ -97,9 +103,9 @@ def ratio_of_means(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 def pool(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Pool the per-seed results.json contents (keyed by seed) into win shares and gain kept."""
-    summaries = {seed: cs.summarize(cs.client_rows(results)) for seed, results in per_seed.items()}
+    summaries = {seed: summarize(client_rows(results)) for seed, results in per_seed.items()}
     seeds = list(summaries)
-    keys = sorted(set().union(*summaries.values()), key=lambda key: cs._sort_key((key, None)))
+    keys = sorted(set().union(*summaries.values()), key=config_sort_key)
     win_share: list[dict[str, Any]] = []
     for key in keys:
         present = [s for s in seeds if key in summaries[s]]
@@ -112,33 +118,33 @@ def pool(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         win_share.append({
             "profile": key[0], "privacy": key[1], "strategy": key[2], "seeds": len(present),
             "wins": sum(w for w, _ in wins), "clients": sum(n for _, n in wins), "win_share": pooled,
-            "interval": bootstrap_interval(wins, share), "goal_met": pooled >= cs.GOAL_WIN_SHARE,
+            "interval": bootstrap_interval(wins, share), "goal_met": pooled >= GOAL_WIN_SHARE,
             "per_seed": {s: summaries[s][key]["win_share"] for s in present},
             "mean_gain": statistics.fmean(summaries[s][key]["gain"] for s in present),
         })
-    gain_kept: list[dict[str, Any]] = []
-    per_seed_kept = {s: cs.gain_kept(summaries[s]) for s in seeds}
+    pooled_kept: list[dict[str, Any]] = []
+    per_seed_kept = {s: gain_kept(summaries[s]) for s in seeds}
     for profile, strategy in sorted(set().union(*per_seed_kept.values())):
         items = {s: per_seed_kept[s][(profile, strategy)] for s in seeds if (profile, strategy) in per_seed_kept[s]}
         pairs = [(i["gain_private"], i["gain_non_private"]) for i in items.values()]
         kept = ratio_of_means(pairs)
         # The same in nats (mean ln-perplexity saved): perplexity points flatter the private side,
         # whose baselines sit at a higher perplexity, so both are reported.
-        label = cs.epsilon_label(cs.GAIN_KEPT_EPSILON)
+        label = epsilon_label(GAIN_KEPT_EPSILON)
         nats = [(summaries[s][(profile, label, strategy)]["gain_nats"], summaries[s][(profile, "none", strategy)]["gain_nats"]) for s in items]
         interval = bootstrap_interval(pairs, ratio_of_means)
-        gain_kept.append({
-            "profile": profile, "strategy": strategy, "epsilon": cs.GAIN_KEPT_EPSILON, "seeds": len(items),
+        pooled_kept.append({
+            "profile": profile, "strategy": strategy, "epsilon": GAIN_KEPT_EPSILON, "seeds": len(items),
             "gain_private": statistics.fmean(p[0] for p in pairs), "gain_non_private": statistics.fmean(p[1] for p in pairs),
             "kept": kept, "interval": interval,
             "gain_nats_private": statistics.fmean(n[0] for n in nats), "gain_nats_non_private": statistics.fmean(n[1] for n in nats),
             "kept_nats": ratio_of_means(nats), "interval_nats": bootstrap_interval(nats, ratio_of_means),
-            "goal_met": kept is not None and kept >= cs.GOAL_GAIN_KEPT,
-            "goal_met_at_lower_bound": interval is not None and interval[0] >= cs.GOAL_GAIN_KEPT,
+            "goal_met": kept is not None and kept >= GOAL_GAIN_KEPT,
+            "goal_met_at_lower_bound": interval is not None and interval[0] >= GOAL_GAIN_KEPT,
             "per_seed": {s: {"kept": i["kept"], "gain_private": i["gain_private"], "gain_non_private": i["gain_non_private"],
                              "kept_nats": ratio_of_means([n])} for (s, i), n in zip(items.items(), nats)},
         })
-    return {"seeds": seeds, "win_share": win_share, "gain_kept": gain_kept}
+    return {"seeds": seeds, "win_share": win_share, "gain_kept": pooled_kept}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,14 +164,14 @@ def reusable(results_file: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     if results.get("settings", {}).get("seed") != wanted["seed"]:
         raise SystemExit(f"{results_file} holds seed {results.get('settings', {}).get('seed')!r}, not {wanted['seed']}; move it away")
     found = results.get("settings", {})
-    differing = cs.differing_settings(found, wanted, PER_SEED_FIELDS)
+    differing = differing_settings(found, wanted, PER_SEED_FIELDS)
     if differing:
         raise SystemExit(
             f"{results_file} was made with other settings ({', '.join(differing)} differ: "
-            f"{cs.describe_differences(found, wanted, differing)}); "
+            f"{describe_differences(found, wanted, differing)}); "
             "pass the same options, move it away, or use another --out for this study"
         )
-    environment = cs.environment_differences(results, wanted["model"])
+    environment = environment_differences(results, wanted["model"])
     if environment:
         raise SystemExit(f"{results_file} was made on another machine ({'; '.join(environment)}); "
                          "move it away or use another --out for this study")
@@ -176,15 +182,14 @@ def run_seeds(seeds: Sequence[int], passthrough: Sequence[str], out: Path, runs_
               no_dp_from: Path | None = None) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """Each seed's comparison (reused when already there). `no_dp_from`: an earlier study's folder
     whose seed-<N>/results.json supply each seed's no-DP rows (compare_strategies --no-dp-from)."""
-    parser = cs.build_parser()
     per_seed: dict[int, dict[str, Any]] = {}
     reused: list[int] = []
     for index, seed in enumerate(seeds, 1):
         argv = [*passthrough, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--runs-dir", str(runs_dir / f"seed-{seed}")]
         if no_dp_from is not None:
             argv += ["--no-dp-from", str(no_dp_from / f"seed-{seed}" / "results.json")]
-        settings = cs.settings_from_args(parser.parse_args(argv), argv)
-        wanted = json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings))))
+        settings = settings_from_argv(argv)
+        wanted = json.loads(json.dumps(json_ready(dataclasses.asdict(settings))))
         found = reusable(out / f"seed-{seed}" / "results.json", wanted)
         if found is not None:
             console.print(f"[bold]seed {seed}[/] ({index}/{len(seeds)}): reusing {out / f'seed-{seed}' / 'results.json'}")
@@ -192,8 +197,7 @@ def run_seeds(seeds: Sequence[int], passthrough: Sequence[str], out: Path, runs_
             reused.append(seed)
             continue
         console.print(f"[bold]seed {seed}[/] ({index}/{len(seeds)}): running the comparison")
-        command = "python -m simulations.studies.compare_strategies" + "".join(" " + shlex.quote(a) for a in argv)
-        per_seed[seed] = json.loads(json.dumps(cs._json_ready(cs.run(settings, command))))
+        per_seed[seed] = json.loads(json.dumps(json_ready(orchestration.run(settings, command_line(argv)))))
     return per_seed, reused
 
 
@@ -202,7 +206,7 @@ def run_seeds(seeds: Sequence[int], passthrough: Sequence[str], out: Path, runs_
 
 
 def _interval(interval: Sequence[float] | None) -> str:
-    return "n/a" if interval is None else f"{cs._pct(interval[0])} – {cs._pct(interval[1])}"
+    return "n/a" if interval is None else f"{pct(interval[0])} – {pct(interval[1])}"
 
 
 def plot(study: dict[str, Any], out: Path) -> Path:
@@ -229,10 +233,10 @@ def plot(study: dict[str, Any], out: Path) -> Path:
         else:
             ax_kept.bar(xs, values, color="#0072b2", label="one seed")
             if item["kept"] is not None:
-                ax_kept.axhline(100 * item["kept"], color="k", label=f"pooled {cs._pct(item['kept'])}")
+                ax_kept.axhline(100 * item["kept"], color="k", label=f"pooled {pct(item['kept'])}")
             if item["interval"] is not None:
                 ax_kept.axhspan(100 * item["interval"][0], 100 * item["interval"][1], color="k", alpha=0.12, label="95 % bootstrap interval")
-            ax_kept.axhline(100 * cs.GOAL_GAIN_KEPT, color="r", linestyle=":", label="goal")
+            ax_kept.axhline(100 * GOAL_GAIN_KEPT, color="r", linestyle=":", label="goal")
             ax_kept.set(ylabel="% of the non-private gain", xticks=list(xs), xticklabels=[str(s) for s in seeds], xlabel="seed")
             ax_kept.grid(axis="y", alpha=0.3)
             ax_kept.legend(fontsize=7)
@@ -257,28 +261,33 @@ def goals_statement(study: dict[str, Any]) -> list[str]:
         robust = ("and the whole interval is above the goal" if item["goal_met_at_lower_bound"]
                   else "but the interval reaches below the goal" if item["goal_met"] else "")
         lines.append(
-            f"- **{item['profile']} / {item['strategy']}: gain kept at ε={item['epsilon']:g} = {cs._pct(item['kept'])} over {item['seeds']} seeds — goal {verdict}** "
+            f"- **{item['profile']} / {item['strategy']}: gain kept at ε={item['epsilon']:g} = {pct(item['kept'])} over {item['seeds']} seeds — goal {verdict}** "
             f"(95 % interval {_interval(item['interval'])}{', ' + robust if robust else ''}; mean gain {item['gain_private']:+.2f} vs "
             f"{item['gain_non_private']:+.2f} perplexity points without DP). In nats (mean ln-perplexity saved) it keeps "
-            f"{cs._pct(item['kept_nats'])} ({_interval(item['interval_nats'])})."
+            f"{pct(item['kept_nats'])} ({_interval(item['interval_nats'])})."
         )
     for item in study["win_share"]:
         verdict = "met" if item["goal_met"] else "missed"
         lines.append(
-            f"- **{item['profile']} {cs._fmt_eps(item['privacy'])} / {item['strategy']}: personalized beats both baselines for "
-            f"{item['wins']}/{item['clients']} clients ({cs._pct(item['win_share'])}) — goal {verdict}** (95 % interval {_interval(item['interval'])})."
+            f"- **{item['profile']} {fmt_eps(item['privacy'])} / {item['strategy']}: personalized beats both baselines for "
+            f"{item['wins']}/{item['clients']} clients ({pct(item['win_share'])}) — goal {verdict}** (95 % interval {_interval(item['interval'])})."
         )
     return lines
+
+
+def seed_report(out: Path, seed: int) -> Path:
+    """Where one seed's comparison writes its report (compare_strategies' default for `--out <out>/seed-<N>`)."""
+    return out / f"seed-{seed}" / "results.md"
 
 
 def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -> Path:
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
     settings = study["settings"]
-    recorded = cs.as_recorded_now(settings)  # older studies did not record dp_step_size / dp_scope
+    recorded = as_recorded_now(settings)  # older studies did not record dp_step_size / dp_scope
     lines = [
         "# Personalization results over several seeds",
         "",
-        f"_Generated by `simulations/seed_study.py`; every number below comes from [`{rel(out / 'seeds.json')}`]({rel(out / 'seeds.json')}) "
+        f"_Generated by `simulations/studies/seed_study.py`; every number below comes from [`{rel(out / 'seeds.json')}`]({rel(out / 'seeds.json')}) "
         "and the per-seed results it pools. Rerunning the command regenerates this file._",
         "",
         "## How it was produced",
@@ -295,13 +304,14 @@ def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -
         + (f"; the no-DP rows of each seed come unchanged from `{study['no_dp_from']}` (`--no-dp-from`; wall time above excludes them)"
            if study.get("no_dp_from") else ""),
         f"- settings: profiles {', '.join(settings['profiles'])}; strategies {', '.join(settings['strategies'])}; privacy "
-        f"{', '.join(cs._fmt_eps(cs.epsilon_label(e)) for e in settings['epsilons'])}; {settings['rounds']} rounds × {settings['local_epochs']} local epochs "
+        f"{', '.join(fmt_eps(epsilon_label(e)) for e in settings['epsilons'])}; {settings['rounds']} rounds × {settings['local_epochs']} local epochs "
         f"+ {settings['finetune_epochs']} fine-tuning epochs; lr {settings['learning_rate']:g}; batch {settings['batch_size']}; rank {settings['lora_rank']}; "
-        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {recorded['dp_step_size']}; ε covers {cs.DP_SCOPE_COVERS[recorded['dp_scope']]}; "
-        f"server step of the DP federations {recorded['dp_server_learning_rate']:g}; {cs.weight_note(settings)}"
-        + cs.selection_note(settings),
-        "- methods and definitions: as in [results.md](results.md) (global-only, local-only, personalized = interpolation, gain).",
-        f"- **pooled gain kept** = mean over seeds of gain(ε={cs.GAIN_KEPT_EPSILON:g}) / mean over seeds of gain(no DP); the 95 % interval is a "
+        f"clip {settings['max_grad_norm']:g}; {settings['accountant']} accountant; DP step {recorded['dp_step_size']}; ε covers {DP_SCOPE_COVERS[recorded['dp_scope']]}; "
+        f"server step of the DP federations {recorded['dp_server_learning_rate']:g}; {weight_note(settings)}"
+        + selection_note(settings),
+        f"- methods and definitions: as in [seed {study['seeds'][0]}'s report]({rel(seed_report(out, study['seeds'][0]))}) "
+        "(global-only, local-only, personalized = interpolation, gain).",
+        f"- **pooled gain kept** = mean over seeds of gain(ε={GAIN_KEPT_EPSILON:g}) / mean over seeds of gain(no DP); the 95 % interval is a "
         f"percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples) over whole seeds. **Pooled win share** = wins over all (seed, client) pairs, "
         "interval by the same bootstrap.",
         "",
@@ -311,26 +321,26 @@ def write_report(study: dict[str, Any], report: Path, out: Path, figure: Path) -
         "",
         f"![gain kept per seed]({rel(figure)})",
         "",
-        f"## Gain kept at ε={cs.GAIN_KEPT_EPSILON:g}, per seed",
+        f"## Gain kept at ε={GAIN_KEPT_EPSILON:g}, per seed",
         "",
     ]
     rows = []
     for item in study["gain_kept"]:
         for seed, v in item["per_seed"].items():
-            rows.append([item["profile"], item["strategy"], str(seed), f"{v['gain_non_private']:+.2f}", f"{v['gain_private']:+.2f}", cs._pct(v["kept"]),
-                         cs._pct(v["kept_nats"])])
+            rows.append([item["profile"], item["strategy"], str(seed), f"{v['gain_non_private']:+.2f}", f"{v['gain_private']:+.2f}", pct(v["kept"]),
+                         pct(v["kept_nats"])])
         rows.append([item["profile"], item["strategy"], "**pooled**", f"{item['gain_non_private']:+.2f}", f"{item['gain_private']:+.2f}",
-                     f"**{cs._pct(item['kept'])}** ({_interval(item['interval'])})", f"{cs._pct(item['kept_nats'])} ({_interval(item['interval_nats'])})"])
-    lines += [cs._md_table(["profile", "strategy", "seed", "gain without DP (ppl)", f"gain at ε={cs.GAIN_KEPT_EPSILON:g} (ppl)", "kept", "kept in nats"], rows), ""]
+                     f"**{pct(item['kept'])}** ({_interval(item['interval'])})", f"{pct(item['kept_nats'])} ({_interval(item['interval_nats'])})"])
+    lines += [md_table(["profile", "strategy", "seed", "gain without DP (ppl)", f"gain at ε={GAIN_KEPT_EPSILON:g} (ppl)", "kept", "kept in nats"], rows), ""]
     lines += ["## Win share, per seed and pooled", ""]
     seeds = study["seeds"]
-    lines.append(cs._md_table(
+    lines.append(md_table(
         ["profile", "privacy", "strategy", *[f"seed {s}" for s in seeds], "pooled", "95 % interval", "mean gain (ppl)"],
-        [[i["profile"], cs._fmt_eps(i["privacy"]), i["strategy"], *[cs._pct(i["per_seed"].get(s)) for s in seeds],
-          f"{i['wins']}/{i['clients']} ({cs._pct(i['win_share'])})", _interval(i["interval"]), f"{i['mean_gain']:+.2f}"] for i in study["win_share"]],
+        [[i["profile"], fmt_eps(i["privacy"]), i["strategy"], *[pct(i["per_seed"].get(s)) for s in seeds],
+          f"{i['wins']}/{i['clients']} ({pct(i['win_share'])})", _interval(i["interval"]), f"{i['mean_gain']:+.2f}"] for i in study["win_share"]],
     ))
     lines += ["", "Each seed's own report (per-client perplexities, plots): "
-              + ", ".join(f"[seed {s}]({rel(out / f'seed-{s}' / 'results.md')})" for s in seeds) + ".", ""]
+              + ", ".join(f"[seed {s}]({rel(seed_report(out, s))})" for s in seeds) + ".", ""]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines))
     return report
@@ -385,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     })
     study["statement"] = goals_statement(study)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "seeds.json").write_text(json.dumps(cs._json_ready(study), indent=1, allow_nan=False))
+    (out / "seeds.json").write_text(json.dumps(json_ready(study), indent=1, allow_nan=False))
     figure = plot(study, out)
     write_report(study, report, out, figure)
     for line in study["statement"]:

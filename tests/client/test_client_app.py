@@ -10,7 +10,6 @@ from client.client_app import app as client_app
 from client.dp_training import encode, evaluate, train_locally
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import RunConfig
-from fedpriv.errors import PrivacyBudgetExhausted
 from fedpriv.modeling import adapter_state, build_lora_model, initial_adapter_state, load_base_model, load_tokenizer, state_num_bytes
 from simulations.synthetic import generate_federation, write_federation
 from tests.fakes import ensure_task_identity
@@ -93,9 +92,14 @@ def test_spent_budget_stops_training(data_dir, tmp_path) -> None:
     arrays = ArrayRecord(initial_adapter_state(config))
     first = client_app(_instruction(config, arrays, 1), _context())
     assert not first.has_error() and first.content["metrics"]["epsilon"] <= 2.0
-    # A fresh Context (a restarted device) still finds the ledger on disk and refuses round 2.
-    with pytest.raises(PrivacyBudgetExhausted):
-        client_app(_instruction(config, first.content["arrays"], 2), _context())
+    # A fresh Context (a restarted device) still finds the ledger on disk and refuses round 2: an
+    # error reply with the reason, which the server records, and no update.
+    ledger_file = next(tmp_path.glob("*/privacy_ledger.json"))
+    kept = ledger_file.read_bytes()
+    refused = client_app(_instruction(config, first.content["arrays"], 2), _context())
+    assert refused.has_error() and not refused.has_content()
+    assert "privacy budget spent" in refused.error.reason and "target-epsilon 2.0" in refused.error.reason
+    assert ledger_file.read_bytes() == kept
 
 
 def test_dp_training_changes_the_adapter_and_improves_held_out_loss(data_dir) -> None:

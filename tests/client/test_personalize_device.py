@@ -12,7 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from safetensors.torch import load_file
 
 from client.client_app import app as client_app
-from client.device import GLOBAL_ADAPTER_FILE, LEDGER_FILE, PERSONALIZED_FILE, PRIVATE_FILE, RUN_CONFIG_FILE, load_received_global
+from client.device import GLOBAL_ADAPTER_FILE, LEDGER_FILE, PERSONALIZED_FILE, PRIVATE_FILE, RUN_CONFIG_FILE, DeviceFolder
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import CONFIG_MODE
 from fedpriv.cli import main
@@ -78,13 +78,13 @@ def test_device_keeps_exactly_the_global_adapter_it_received_and_the_config(tmp_
     assert set(reply.content.keys()) == {"arrays", "metrics", "client"}  # nothing new sent to the server
 
     folder = state_dir / CLIENT
-    kept = load_file(str(folder / GLOBAL_ADAPTER_FILE))
+    kept = DeviceFolder(folder).load_received_global().state
     assert set(kept) == set(sent) and {role for role in ("lora_A", "lora_B") if any(role in k for k in kept)} == roles
     assert all(torch.equal(kept[k], sent[k]) for k in sent)
     trained = reply.content["arrays"].to_torch_state_dict()
     assert any(not torch.equal(kept[k], trained[k]) for k in trained)  # the received global, not the device's update
 
-    received = load_received_global(folder)
+    received = DeviceFolder(folder).load_received_global()
     assert received.instruction.config == config  # the run config round-trips through RunConfig.from_flower
     assert (received.instruction.plan.mode, received.instruction.server_round, received.message_type) == (mode, 1, "train")
     assert received.rounds_aggregated == 0  # sent with round 1's training: before any aggregation
@@ -94,9 +94,9 @@ def test_device_keeps_exactly_the_global_adapter_it_received_and_the_config(tmp_
     # The evaluate message of the same round carries the aggregate: it replaces the kept global.
     aggregate = {k: v + 1.0 for k, v in trained.items()}
     assert not client_app(_message(config, aggregate, 1, "evaluate", mode), _device_context(data_file, state_dir)).has_error()
-    kept = load_file(str(folder / GLOBAL_ADAPTER_FILE))
+    kept = DeviceFolder(folder).load_received_global().state
     assert set(kept) == set(aggregate) and all(torch.equal(kept[k], aggregate[k]) for k in aggregate)
-    assert load_received_global(folder).rounds_aggregated == 1
+    assert DeviceFolder(folder).load_received_global().rounds_aggregated == 1
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
 
@@ -219,3 +219,24 @@ def test_under_dp_scope_uploads_the_federation_spends_the_budget_and_the_fine_tu
     row = json.loads((folder / "personalization.json").read_text())["clients"][CLIENT]
     assert row["epsilon"] == pytest.approx(spent)  # reported: what the uploads spent
     assert row["selected_on_validation"] is True  # epochs and λ chosen on validation, as without DP
+
+
+def test_personalize_opens_the_sealed_files_with_the_devices_own_key(tmp_path, capsys):
+    """The same road as the ClientApp: a fedsa device whose key lives outside its state directory
+    (node config device-key) personalizes with that key, and is refused without it."""
+    data_file, state_dir, key = _data_file(tmp_path), tmp_path / "state", tmp_path / "keys" / "fedpriv.key"
+    config = _config(validation_fraction=0.0)
+    node = {"data-path": str(data_file), "state-dir": str(state_dir), "device-key": str(key)}
+    sent = {k: v for k, v in _global_adapter(config).items() if "lora_A" in k}
+    reply = client_app(_message(config, sent, 1, "train", "fedsa"), Context(run_id=7, node_id=1, node_config=node, state=RecordDict(), run_config={}))
+    assert not reply.has_error(), reply.error
+    folder = state_dir / CLIENT
+    before = sorted(p.name for p in folder.iterdir())
+
+    assert main(["personalize", "--device", str(state_dir), "--data", str(data_file)]) == 2
+    assert "device key missing" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == before  # no key made, nothing written
+
+    assert main(["personalize", "--device", str(state_dir), "--data", str(data_file), "--device-key", str(key)]) == 0
+    row = json.loads((folder / "personalization.json").read_text())["clients"][CLIENT]
+    assert row["finetune_epochs"] == 1 and row["finetuned_perplexity"] != pytest.approx(row["federated_perplexity"], rel=1e-6)

@@ -65,7 +65,8 @@ def test_ledger_persists_across_restarts(tmp_path) -> None:
     restored = PrivacyLedger.load(path, "prv")
     assert restored.history == ledger.history
     assert restored.epsilon(DELTA) == ledger.epsilon(DELTA)
-    assert PrivacyLedger.load(tmp_path / "fresh.json", "prv").steps == 0
+    with pytest.raises(DataError, match="fresh.json: privacy ledger not found"):  # never an empty ledger in its place
+        PrivacyLedger.load(tmp_path / "fresh.json", "prv")
 
 
 def test_corrupt_or_mismatched_ledger_refuses_instead_of_resetting(tmp_path) -> None:

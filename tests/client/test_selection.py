@@ -3,21 +3,19 @@ validation slice of the train split, never on the held-out split, and never unde
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from client.dp_training import encode, mean_nll, token_log_probs, train_locally
+from client.dp_training import encode, evaluate, mean_nll, token_log_probs, train_locally
 from client.interpolation import mixture_loss
-from client.personalize import personalize, total_local_epochs
-from simulations.studies.baselines import evaluate_adapter, train_local_only
+from client.personalize import personalize, total_local_epochs, train_from_scratch_selected, validation_split
 from client.selection import WEIGHT_GRID, choose_global_weight, selection_active, split_for_validation, train_with_early_stopping
 from fedpriv.config import RunConfig
 from fedpriv.data import split_records
 from fedpriv.errors import ConfigError, DataError
-from fedpriv.modeling import adapter_state, load_tokenizer
+from fedpriv.modeling import adapter_state, load_adapter_state, load_tokenizer
 from simulations.synthetic import generate_federation
 
 MODEL = "default"
@@ -140,29 +138,11 @@ def test_personalize_chooses_on_the_train_split_only(models, client_data, tmp_pa
     assert fixed.global_weight == 0.5 and fixed.finetuned.epochs == first.finetuned.epochs
 
 
-def test_record_dp_keeps_the_fixed_protocol(models, client_data):
-    client_id, train, held_out, _ = client_data
-    config = _config(dp="record", target_epsilon=4.0, accountant="rdp")
-    result, ledger, _ = train_local_only(models, config, client_id, train, held_out)
-    assert result.epochs == total_local_epochs(config) and ledger is not None
-    assert result.steps == total_local_epochs(config) * math.ceil(len(train) / config.batch_size)
-
-
-def test_local_only_without_dp_selects_up_to_the_same_cap(models, client_data):
-    client_id, train, held_out, _ = client_data
-    config = _config()
-    result, ledger, stopped = train_local_only(models, config, client_id, train, held_out)
-    assert ledger is None and result.epsilon is None
-    assert result.epochs == stopped.epochs and 0 <= stopped.epochs <= stopped.epochs_run <= total_local_epochs(config)
-    fixed, _, outcome = train_local_only(models, _config(validation_fraction=0.0), client_id, train, held_out)
-    assert fixed.epochs == total_local_epochs(config) and outcome.noise_multiplier == 0.0
-
-
 def test_private_model_is_the_better_on_validation_of_fine_tuned_and_from_scratch(models, client_data, tmp_path):
     """A global start that hurts the device (a wrecked lora_B) loses on validation to the adapter
-    trained from scratch: that one becomes the private model, and it is the local-only baseline's
-    model (same seed). Starting from that very adapter instead, fine-tuning can only match or beat
-    it on validation, so the fine-tuned model is kept (ties go to the federated side)."""
+    trained from scratch on the same fit / validation slices: that one becomes the private model.
+    Starting from that very adapter instead, fine-tuning can only match or beat it on validation, so
+    the fine-tuned model is kept (ties go to the federated side)."""
     client_id, train, held_out, _ = client_data
     config = _config()
     generator = torch.Generator().manual_seed(0)
@@ -171,19 +151,22 @@ def test_private_model_is_the_better_on_validation_of_fine_tuned_and_from_scratc
     path = tmp_path / "private.safetensors"
     hurt = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, save_adapter=path)
     assert hurt.private_model == "from_scratch"
-    local_only, _, outcome = train_local_only(models, config, client_id, train, held_out)
+    scratch, stopped = train_from_scratch_selected(models, config, client_id, *validation_split(config, client_id, train))
+    scratch_loss, _ = evaluate(scratch, held_out)
     private_state = load_file(str(path))
-    assert evaluate_adapter(models, config, private_state, held_out).perplexity == pytest.approx(local_only.perplexity, rel=1e-6)
-    assert hurt.interpolated.epochs == local_only.epochs
+    kept = models.lora_model(config)
+    load_adapter_state(kept, private_state)
+    assert evaluate(kept, held_out)[0] == pytest.approx(scratch_loss, rel=1e-6)  # the saved private adapter is that model
+    assert hurt.interpolated.epochs == stopped.epochs
     # the mixture is the federated model's and the private model's, with the chosen λ
-    assert hurt.interpolated.loss <= max(hurt.federated.loss, local_only.loss)
+    assert hurt.interpolated.loss <= max(hurt.federated.loss, scratch_loss)
     if hurt.global_weight == 0.0:
-        assert hurt.interpolated.loss == pytest.approx(local_only.loss, rel=1e-6)
+        assert hurt.interpolated.loss == pytest.approx(scratch_loss, rel=1e-6)
 
     helped = personalize(models, config, "fedavg", client_id, private_state, tmp_path, train, held_out)
     assert helped.private_model == "finetuned"
 
-    # handing over the local-only outcome (compare_strategies does, to skip retraining it) changes nothing
-    reused = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, from_scratch=outcome)
+    # handing over the from-scratch outcome (saves training it twice) changes nothing
+    reused = personalize(models, config, "fedavg", client_id, wrecked, tmp_path, train, held_out, from_scratch=stopped)
     assert (reused.private_model, reused.global_weight, reused.interpolated.epochs) == (hurt.private_model, hurt.global_weight, hurt.interpolated.epochs)
     assert reused.interpolated.loss == pytest.approx(hurt.interpolated.loss, rel=1e-9)

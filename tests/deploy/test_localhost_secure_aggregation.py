@@ -3,11 +3,7 @@ authentication, three registered SuperNodes, `fedpriv deploy run` (`flwr run --s
 `secure-aggregation=true`. One SuperNode is killed (with every process it started) once the round's
 keys are shared; the round completes with the other two, the dead node's masks rebuilt from their
 shares. The node is started again before the evaluation (a hospital round waits for all its nodes),
-under its registered key and with its state-dir. Every process started is stopped, even on failure.
-
-Written against the deployment tooling of tests/deploy/test_localhost_deployment.py
-(`fedpriv.deploy.plan`, `tests.deploy.processes` and its `processes` fixture): it is skipped where
-that tooling is not installed."""
+under its registered key and with its state-dir. Every process started is stopped, even on failure."""
 
 from __future__ import annotations
 
@@ -17,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-plan = pytest.importorskip("fedpriv.deploy.plan", reason="needs the deployment tooling (fedpriv deploy)")
-processes_module = pytest.importorskip("tests.deploy.processes", reason="needs the deployment test helpers")
-
+from fedpriv.deploy import plan
 from simulations.synthetic import generate_federation, write_federation
+from tests.deploy import processes as processes_module
 
 ROOT = Path(__file__).resolve().parents[2]  # the fedpriv checkout: the app `flwr run` bundles
 NODES = 3

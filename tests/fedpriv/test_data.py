@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fedpriv.data import list_client_files, load_client, read_client_file, split_records, validate_data_dir
+from fedpriv.data import MAX_CHARS_PER_TOKEN, clip_text, list_client_files, load_client, read_client_file, split_client_file, split_records, validate_data_dir
 from fedpriv.errors import DataError
 
 
@@ -58,3 +58,38 @@ def test_bad_client_id_and_empty_dir(tmp_path) -> None:
     _write(tmp_path / "bad name!.jsonl", [json.dumps({"text": "x"})])
     with pytest.raises(DataError, match="client id"):
         list_client_files(tmp_path)
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path) -> None:
+    path = tmp_path / "carol.jsonl"
+    path.write_bytes(json.dumps({"text": "fine"}).encode() + b"\n" + b'{"text": "caf\xe9 au lait"}\n')
+    with pytest.raises(DataError, match=r"carol\.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 14\)"):
+        read_client_file(path)
+
+
+def test_invalid_utf8_in_data_stops_simulate_with_the_documented_error(tmp_path, capsys) -> None:
+    from fedpriv.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "alice.jsonl", [json.dumps({"text": f"note {i}"}) for i in range(3)])
+    (data / "bob.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "\xc3\x28"}\n')
+    assert main(["simulate", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bob.jsonl:2: not valid UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["...jsonl", "..jsonl", ".hidden.jsonl", "a b.jsonl", "x" * 129 + ".jsonl"])
+def test_every_path_to_a_client_file_checks_its_client_id(tmp_path, name) -> None:
+    path = tmp_path / name
+    _write(path, [json.dumps({"text": "one"}), json.dumps({"text": "two"})])
+    with pytest.raises(DataError, match="client id"):
+        split_client_file(path, 0.5, seed=0)
+    with pytest.raises(DataError, match="client id"):
+        list_client_files(tmp_path)
+
+
+def test_clip_text_bounds_by_max_seq_len() -> None:
+    text = "x" * 10_000_000
+    assert len(clip_text(text, 8)) == 8 * MAX_CHARS_PER_TOKEN
+    assert clip_text("short", 8) == "short"

@@ -9,32 +9,39 @@ import math
 
 import pytest
 
-from simulations.studies.baselines import train_local_only
 from client.selection import WEIGHT_GRID
 from fedpriv.modeling import load_tokenizer
-from simulations.studies import compare_strategies as cs
 from simulations.studies import mixture_control as mc
+from simulations.studies.baselines import train_local_only
+from simulations.studies.compare_strategies import settings_from_argv
+from simulations.studies.comparison import workers
+from simulations.studies.comparison.formatting import json_ready
+from simulations.studies.comparison.orchestration import load_clients, prepare_data
+from simulations.studies.comparison.reuse import machine_info, model_info
+from simulations.studies.comparison.settings import Settings
 
 ARGV = ["--profiles", "hospital", "--num-clients", "1", "--records-per-client", "24", "--epsilons", "none",
         "--strategies", "fedavg", "--rounds", "1", "--local-epochs", "1", "--finetune-epochs", "1", "--max-seq-len", "24"]
 
 
 @pytest.fixture()
-def worker(models, monkeypatch):
-    monkeypatch.setitem(cs._WORKER, "models", models)
-    monkeypatch.setitem(cs._WORKER, "tokenizer", load_tokenizer("default"))
+def worker(models):
+    """This process as a pool worker: the tasks read its device side (`workers.current`)."""
+    previous = workers.install(workers.DeviceSide(models, load_tokenizer("default")))
+    yield workers.current()
+    workers.install(previous)
 
 
-def _settings() -> cs.Settings:
-    return cs.settings_from_args(cs.build_parser().parse_args(ARGV), ARGV)
+def _settings() -> Settings:
+    return settings_from_argv(ARGV)
 
 
 def test_the_control_mixes_the_comparisons_own_local_only_model_with_the_base_model(models, worker, tmp_path):
     settings = _settings()
-    (client,) = cs.load_clients(cs.prepare_data("hospital", settings, tmp_path), settings)
+    (client,) = load_clients(prepare_data("hospital", settings, tmp_path), settings)
     config = settings.run_config("hospital", None, "fedavg", str(tmp_path / "hospital" / "data"), "")
-    control = mc._task(config, client)
-    local, _, _ = train_local_only(models, config, client.client_id, cs._encode(client.train, config), cs._encode(client.held_out, config))
+    control = mc.control_task(config, client)
+    local, _, _ = train_local_only(models, config, client.client_id, worker.encode(client.train, config), worker.encode(client.held_out, config))
     assert control.local_only == local.perplexity  # the same model the comparison's local-only row measures
     assert control.global_weight in WEIGHT_GRID and math.isfinite(control.control) and math.isfinite(control.untrained_global)
     if control.global_weight == 0:
@@ -50,7 +57,7 @@ class _InProcess:
 def _study_file(tmp_path, local_only_perplexity: float):
     settings = _settings()
     results = {
-        "settings": cs._json_ready(dataclasses.asdict(settings)), "machine": cs.machine_info(), "model": cs.model_info("default"),
+        "settings": json_ready(dataclasses.asdict(settings)), "machine": machine_info(), "model": model_info("default"),
         "profiles": {"hospital": {"epsilons": {"none": {
             "local_only": {"hospital-00-cardiology": {"perplexity": local_only_perplexity}},
             "runs": {"fedavg": {"clients": {"hospital-00-cardiology": {"global_only": 1e9, "personalized": 1.0}}}},
@@ -70,9 +77,9 @@ def test_a_study_whose_local_only_model_is_not_reproduced_is_refused(worker, tmp
 
 def test_rows_and_summary_of_a_reproduced_study(worker, tmp_path):
     settings = _settings()
-    (client,) = cs.load_clients(cs.prepare_data("hospital", settings, tmp_path / "data"), settings)
+    (client,) = load_clients(prepare_data("hospital", settings, tmp_path / "data"), settings)
     config = settings.run_config("hospital", None, "fedavg", str(tmp_path / "data" / "hospital" / "data"), "")
-    local = mc._task(config, client).local_only
+    local = mc.control_task(config, client).local_only
     rows = mc.controls_for(_study_file(tmp_path, local), _InProcess())
     (row,) = rows
     assert row["local_only"] == row["local_only_no_dp"] == local and row["personalized"] == 1.0

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
 from simulations.studies.sanitizer_eval import dataset
 from simulations.studies.sanitizer_eval.__main__ import main
 from simulations.studies.sanitizer_eval.sources import SOURCES, generate_source
+
+# A few of presidio-evaluator's templates (one per slot kind) and names rows, so the presidio
+# source is tested without the wheel, which is needed only to rebuild the stored split.
+PRESIDIO_RAW = Path(__file__).parent / "fixtures" / "presidio_raw"
 
 
 def test_generated_split_against_presidio_default(tmp_path, capsys):
@@ -26,7 +31,7 @@ def test_generated_split_against_presidio_default(tmp_path, capsys):
 
 def test_every_source_labels_its_spans_exactly():
     for source in SOURCES:
-        prompts = generate_source(source, 12, seed=5)
+        prompts = generate_source(source, 12, seed=5, presidio_raw=PRESIDIO_RAW)
         assert len(prompts) == 12 and all(p.id.startswith(source) for p in prompts)
         for p in prompts:
             assert all(p.text[s.start : s.end] == s.text for s in p.spans), (source, p.text)
@@ -52,13 +57,13 @@ def test_test_part_is_frozen(tmp_path, capsys, monkeypatch):
 
 
 def test_build_splits_once(tmp_path):
-    sizes = dataset.build(per_source=4, seed=1, assets=tmp_path)
+    sizes = dataset.build(per_source=4, seed=1, assets=tmp_path, presidio_raw=PRESIDIO_RAW)
     assert sizes == {"dev": 2 * len(SOURCES), "test": 2 * len(SOURCES)}
     with gzip.open(tmp_path / "eval_dev.jsonl.gz", "rt", encoding="utf-8") as fh:
         first = dataset.from_record(json.loads(fh.readline()))
     assert all(first.text[s.start : s.end] == s.text for s in first.spans)
     with pytest.raises(dataset.FrozenSplitError):
-        dataset.build(per_source=4, seed=1, assets=tmp_path)
+        dataset.build(per_source=4, seed=1, assets=tmp_path, presidio_raw=PRESIDIO_RAW)
 
 
 def test_dev_scoring_reports_per_source_and_calibration(tmp_path, monkeypatch):

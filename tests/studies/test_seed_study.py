@@ -6,12 +6,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import statistics
+from pathlib import Path
 
 import pytest
 
-from simulations.studies import compare_strategies as cs
 from simulations.studies import seed_study as ss
+from simulations.studies.compare_strategies import settings_from_argv
+from simulations.studies.comparison import orchestration
+from simulations.studies.comparison.formatting import json_ready
+from simulations.studies.comparison.reuse import machine_info, model_info, reused_no_dp_entry
+from simulations.studies.comparison.settings import Settings
 
 PASSTHROUGH = ["--profiles", "hospital", "--epsilons", "none,8", "--strategies", "fedavg"]
 
@@ -28,7 +34,7 @@ def _results(perplexities: dict[str, dict[str, tuple[float, float, float]]], set
     return {"settings": settings or {}, "profiles": {"hospital": {"epsilons": epsilons}}, "wall_time_s": 60.0, **THIS_MACHINE}
 
 
-THIS_MACHINE = {"machine": cs.machine_info(), "model": cs.model_info("default")}  # what this machine's runs record
+THIS_MACHINE = {"machine": machine_info(), "model": model_info("default")}  # what this machine's runs record
 
 
 # Gains min(g, l) − p per client: seed 0: none 10, 6 → 8; ε=8 4, 2 → 3.  seed 1: none 2, 2 → 2; ε=8 3, 1 → 2.
@@ -90,8 +96,7 @@ def test_parse_seeds():
 
 def _settings_for(seed: int, out) -> dict:
     argv = [*PASSTHROUGH, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--runs-dir", "ignored"]
-    settings = cs.settings_from_args(cs.build_parser().parse_args(argv), argv)
-    return json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings))))
+    return json.loads(json.dumps(json_ready(dataclasses.asdict(settings_from_argv(argv)))))
 
 
 def test_a_study_resumes_from_finished_seeds_and_writes_its_report(tmp_path):
@@ -105,6 +110,15 @@ def test_a_study_resumes_from_finished_seeds_and_writes_its_report(tmp_path):
     report = (out / "results-seeds.md").read_text()
     assert "seed_study --seeds 0-2" in report and "36%" in report  # 5/14
     assert (out / "seeds.png").stat().st_size > 5_000
+    # Links are relative to the report's own folder, wherever it is written: the pooled results, the
+    # figure, and each seed's own report (seed 0's also for the definitions).
+    linked = {*(out / n for n in ("seeds.json", "seeds.png")), *(out / f"seed-{s}" / "results.md" for s in SEEDS)}
+    elsewhere = tmp_path / "docs" / "studies" / "seeds.md"
+    assert ss.main(["--seeds", "0-2", "--out", str(out), "--report", str(elsewhere), *PASSTHROUGH]) == 0
+    for path in (out / "results-seeds.md", elsewhere):
+        links = re.findall(r"\]\(([^)]+)\)", path.read_text())
+        assert all(not Path(link).is_absolute() for link in links)
+        assert {(path.parent / link).resolve() for link in links} == {p.resolve() for p in linked}
 
 
 def test_a_study_refuses_per_seed_results_made_with_other_settings(tmp_path):
@@ -130,9 +144,9 @@ def test_a_study_made_with_the_uncapped_dp_step_is_refused_with_the_option_that_
 
     def fake_run(run_settings, command):
         ran.append(run_settings.seed)
-        return _results(SEEDS[run_settings.seed], json.loads(json.dumps(cs._json_ready(dataclasses.asdict(run_settings)))))
+        return _results(SEEDS[run_settings.seed], json.loads(json.dumps(json_ready(dataclasses.asdict(run_settings)))))
 
-    monkeypatch.setattr(cs, "run", fake_run)
+    monkeypatch.setattr(orchestration, "run", fake_run)
     assert ss.main(["--seeds", "0-1", "--out", str(out), *PASSTHROUGH, "--dp-step-size", "inverse-sigma"]) == 0
     assert ran == [1]  # with the option named, seed 0 is reused as it is
 
@@ -166,12 +180,12 @@ CLIENTS = {"a": {"train_records": 80, "held_out_records": 80, "base_perplexity":
            "b": {"train_records": 80, "held_out_records": 80, "base_perplexity": 650.0}}
 
 
-def _settings(argv: list[str]) -> cs.Settings:
-    return cs.settings_from_args(cs.build_parser().parse_args(argv), argv)
+def _settings(argv: list[str]) -> Settings:
+    return settings_from_argv(argv)
 
 
-def _earlier(tmp_path, settings: cs.Settings, **setting_changes):
-    results = _results(SEEDS[0], {**json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings)))), **setting_changes})
+def _earlier(tmp_path, settings: Settings, **setting_changes):
+    results = _results(SEEDS[0], {**json.loads(json.dumps(json_ready(dataclasses.asdict(settings)))), **setting_changes})
     results["settings"].pop("dp_step_size")  # made before the setting existed
     results["profiles"]["hospital"]["clients"] = CLIENTS
     path = tmp_path / f"earlier-{len(list(tmp_path.glob('earlier-*')))}.json"
@@ -182,18 +196,18 @@ def _earlier(tmp_path, settings: cs.Settings, **setting_changes):
 def test_no_dp_rows_are_reused_only_when_nothing_a_no_dp_run_depends_on_differs(tmp_path):
     now = _settings([*PASSTHROUGH, "--epsilons", "none,1,8"])
     earlier = _earlier(tmp_path, now, epsilons=[None, 8.0], delta=1e-6, max_grad_norm=1.0, accountant="prv", out="elsewhere")
-    entry = cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+    entry = reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     assert entry["local_only"] == {"a": {"perplexity": 110}, "b": {"perplexity": 40}}
     assert entry["runs"]["fedavg"]["clients"]["a"]["personalized"] == 90 and entry["reused_from"] == str(earlier)
     for change, named in ((dict(learning_rate=0.5), "learning_rate 0.5 there, 0.02 here"), (dict(validation_fraction=0.0), "validation_fraction"),
                           (dict(seed=1), "seed")):
         with pytest.raises(SystemExit, match=named):
-            cs.reused_no_dp_entry(_earlier(tmp_path, now, **change), "hospital", now, CLIENTS)
+            reused_no_dp_entry(_earlier(tmp_path, now, **change), "hospital", now, CLIENTS)
     other_split = {**CLIENTS, "b": {**CLIENTS["b"], "base_perplexity": 651.0}}
     with pytest.raises(SystemExit, match="clients or their splits differ"):
-        cs.reused_no_dp_entry(earlier, "hospital", now, other_split)
+        reused_no_dp_entry(earlier, "hospital", now, other_split)
     with pytest.raises(SystemExit, match="hospital / ffa"):
-        cs.reused_no_dp_entry(earlier, "hospital", _settings([*PASSTHROUGH, "--strategies", "fedavg,ffa"]), CLIENTS)
+        reused_no_dp_entry(earlier, "hospital", _settings([*PASSTHROUGH, "--strategies", "fedavg,ffa"]), CLIENTS)
 
 
 def test_a_study_hands_each_seed_its_own_earlier_results_for_the_no_dp_rows(tmp_path, monkeypatch):
@@ -201,9 +215,9 @@ def test_a_study_hands_each_seed_its_own_earlier_results_for_the_no_dp_rows(tmp_
 
     def fake_run(settings, command):
         seen[settings.seed] = (settings.no_dp_from, command)
-        return _results(SEEDS[settings.seed], json.loads(json.dumps(cs._json_ready(dataclasses.asdict(settings)))))
+        return _results(SEEDS[settings.seed], json.loads(json.dumps(json_ready(dataclasses.asdict(settings)))))
 
-    monkeypatch.setattr(cs, "run", fake_run)
+    monkeypatch.setattr(orchestration, "run", fake_run)
     earlier = tmp_path / "earlier-study"
     assert ss.main(["--seeds", "0-1", "--out", str(tmp_path / "study"), "--no-dp-from", str(earlier), *PASSTHROUGH]) == 0
     assert {s: v[0] for s, v in seen.items()} == {s: str(earlier / f"seed-{s}" / "results.json") for s in (0, 1)}
@@ -221,7 +235,7 @@ def _other_transformers(results: dict) -> dict:
 
 
 def test_results_made_on_another_machine_are_never_reused(tmp_path):
-    here = cs.machine_info()["versions"]["transformers"]
+    here = machine_info()["versions"]["transformers"]
     # a finished seed of this study
     out = tmp_path / "study"
     (out / "seed-0").mkdir(parents=True)
@@ -234,25 +248,9 @@ def test_results_made_on_another_machine_are_never_reused(tmp_path):
     results = json.loads(earlier.read_text())
     earlier.write_text(json.dumps(_other_transformers(results)))
     with pytest.raises(SystemExit, match=rf"another machine \(transformers 0.0.1 there, {here} here\); rerun the no-DP rows"):
-        cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+        reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     earlier.write_text(json.dumps({**results, "model": {**results["model"], "sha256": "0" * 64}}))
     with pytest.raises(SystemExit, match=r"model sha256 0{64} there"):
-        cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
+        reused_no_dp_entry(earlier, "hospital", now, CLIENTS)
     earlier.write_text(json.dumps(results))
-    assert cs.reused_no_dp_entry(earlier, "hospital", now, CLIENTS)["reused_from"] == str(earlier)
-
-
-def test_another_processor_or_cpu_capability_is_another_machine():
-    here = cs.machine_info()
-    same = {**THIS_MACHINE}
-    assert cs.environment_differences(same, "default") == []
-    # Same libraries and model, another processor: its float kernels round differently (docs/results.md).
-    intel = {**same, "machine": {**here, "processor": "Intel(R) Xeon(R) Processor"}}
-    assert cs.environment_differences(intel, "default") == [f"processor Intel(R) Xeon(R) Processor there, {here['processor']} here"]
-    narrower = {**same, "machine": {**here, "cpu_capability": "NO AVX"}}
-    assert cs.environment_differences(narrower, "default") == [f"cpu capability NO AVX there, {here['cpu_capability']} here"]
-    # Results from before the capability was recorded: the processor name stands for it.
-    before = {**same, "machine": {k: v for k, v in here.items() if k != "cpu_capability"}}
-    assert cs.environment_differences(before, "default") == []
-    assert cs.environment_differences({**before, "machine": {**before["machine"], "processor": None}}, "default") == [
-        f"processor not recorded there, {here['processor']} here"]
+    assert reused_no_dp_entry(earlier, "hospital", now, CLIENTS)["reused_from"] == str(earlier)

@@ -34,14 +34,16 @@ class FrozenSplitError(RuntimeError):
     """The stored split would be changed, or the test part scored without --final."""
 
 
-def build(per_source: int = PER_SOURCE, seed: int = BUILD_SEED, assets: Path = ASSETS) -> dict[str, int]:
+def build(
+    per_source: int = PER_SOURCE, seed: int = BUILD_SEED, assets: Path = ASSETS, presidio_raw: Path | None = None
+) -> dict[str, int]:
     files = {name: assets / path.name for name, path in SPLIT_FILES.items()}
     existing = [str(f) for f in files.values() if f.exists()]
     if existing:
         raise FrozenSplitError(f"the split is made once and is already stored ({', '.join(existing)}); not rebuilt")
     parts: dict[str, list[EvalPrompt]] = {"dev": [], "test": []}
     for source in SOURCES:
-        prompts = generate_source(source, per_source, seed)
+        prompts = generate_source(source, per_source, seed, presidio_raw)
         random.Random(f"split-{seed}-{source}").shuffle(prompts)
         half = len(prompts) // 2
         parts["dev"].extend(prompts[:half])

@@ -224,10 +224,10 @@ _NEUTRAL_SLOTS = {"organization", "country", "nationality", "job", "year", "stat
 
 
 class PresidioTemplateGenerator:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, raw_dir: Path | None = None) -> None:
         from faker import Faker
 
-        raw = presidio_evaluator_raw_dir()
+        raw = raw_dir or presidio_evaluator_raw_dir()
         self.rng = random.Random(f"presidio-{seed}")
         self.fake = Faker("en_US")
         self.fake.seed_instance(seed + 7)
@@ -436,8 +436,10 @@ class HostileGenerator:
 # ------------------------------------------------------------------------------------- assemble
 
 
-def generate_source(source: str, n: int, seed: int) -> list[EvalPrompt]:
-    """`n` prompts of one source (deterministic for a seed and the installed Faker version)."""
+def generate_source(source: str, n: int, seed: int, presidio_raw: Path | None = None) -> list[EvalPrompt]:
+    """`n` prompts of one source (deterministic for a seed and the installed Faker version).
+    `presidio_raw` is a folder holding presidio-evaluator's templates.txt and names CSV; by default
+    the installed wheel's."""
     if source == "templates":
         half = EvalGenerator(seed).prompt
         fresh = EvalGenerator(seed + 1).prompt
@@ -447,11 +449,11 @@ def generate_source(source: str, n: int, seed: int) -> list[EvalPrompt]:
         gen = WorldGenerator(seed)
         return [gen.prompt(i) for i in range(n)]
     if source == "presidio":
-        gen_p = PresidioTemplateGenerator(seed)
+        gen_p = PresidioTemplateGenerator(seed, presidio_raw)
         return [gen_p.prompt(i) for i in range(n)]
     if source == "noisy":
         rng = random.Random(f"noisy-{seed}")
-        world, presidio = WorldGenerator(seed + 500), PresidioTemplateGenerator(seed + 500)
+        world, presidio = WorldGenerator(seed + 500), PresidioTemplateGenerator(seed + 500, presidio_raw)
         makers: list[Callable[[int], EvalPrompt]] = [world.prompt, presidio.prompt]
         return [_noisy(makers[i % 2](i), rng, i) for i in range(n)]
     if source == "hostile":
