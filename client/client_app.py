@@ -1,7 +1,9 @@
 """The fedpriv ClientApp: local DP-LoRA training and held-out evaluation on the device.
 
 Only the LoRA tensors the strategy shares leave the device (all of them for fedavg/hetlora, B for
-ffa, A for fedsa); the base model, the data and any private adapter part never do.
+ffa, A for fedsa); the base model, the data and any private adapter part never do. Under secure
+aggregation (a train message with a ``"secagg"`` record) not even those: ``client/secagg_app.py``
+runs the round's stages and sends the update only masked.
 
 A device that must not train (its budget would be exceeded, its ledger is gone, its key cannot open
 what it kept, its data is malformed) answers with an error reply naming the reason, which the server
@@ -23,6 +25,7 @@ from flwr.common.logger import log
 
 from client.device import BaseModelCache, Device, device_model, device_seed, open_device, read_instruction
 from client.dp_training import encode, evaluate, held_out_bits_per_byte, train_locally
+from client.secagg_app import is_secure, secure_train
 from fedpriv.adapter_parts import ClientPlan, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.errors import FedprivError
@@ -81,6 +84,13 @@ def _refusing(handler: Callable[[Message, Context], Message]) -> Callable[[Messa
 @app.train()
 @_refusing
 def train(msg: Message, context: Context) -> Message:
+    if is_secure(msg):
+        return secure_train(msg, context, local_training)
+    return Message(content=local_training(msg, context), reply_to=msg)
+
+
+def local_training(msg: Message, context: Context) -> RecordDict:
+    """Train on the device's records; the content of a plaintext train reply."""
     r = _setup(msg, context)
     train_set = encode(r.tokenizer, r.device.split.train, r.config.max_seq_len)
     held_out = encode(r.tokenizer, r.device.split.held_out, r.config.max_seq_len)
@@ -109,14 +119,13 @@ def train(msg: Message, context: Context) -> Message:
     shared, private = split_adapter(adapter_state(r.model), r.plan.mode)
     if r.plan.mode == "fedsa":
         r.device.save_private_adapter(context, private)
-    content = RecordDict(
+    return RecordDict(
         {
             "arrays": ArrayRecord(shared),  # LoRA tensors the strategy shares, nothing else
             "metrics": MetricRecord(metrics),
             "client": _client_record(r.device, r.server_round),
         }
     )
-    return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()

@@ -261,6 +261,29 @@ def resize_adapter(state_dict: Mapping[str, Any], rank: int) -> dict[str, Any]:
     return {key: resize_factor(key, value, rank) for key, value in state_dict.items()}
 
 
+def pad_to_shapes(update: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    """Zero-pad every LoRA factor of ``update`` along its rank axis to the rank of ``shapes[key]``.
+
+    HetLoRA's zero-padding done on the device: a device trains at its own rank r ≤ R and, when the
+    server may not see its update (secure aggregation), sends it at the global rank R, as the
+    server would have padded it (``pad_target="update"``). A key not in ``shapes``, a rank above the
+    target's or any other shape mismatch raises ValueError."""
+    out: dict[str, Any] = {}
+    for key, value in update.items():
+        if key not in shapes:
+            raise ValueError(f"tensor {key!r} is not part of the aggregated update")
+        target = tuple(int(s) for s in shapes[key])
+        current = _shape_of(value)
+        axis = rank_axis(key)
+        if current != target and axis is not None and len(current) == len(target) and current[axis] <= target[axis]:
+            value = resize_factor(key, value, target[axis])
+            current = _shape_of(value)
+        if current != target:
+            raise ValueError(f"tensor {key!r} has shape {current}, the aggregated update {target}")
+        out[key] = value
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # What the server asked for
 

@@ -49,6 +49,14 @@ STRATEGIES = ("auto", "fedavg", "ffa", "hetlora", "fedsa")
 # a phone fleet protects each user, i.e. the whole device (client-level DP-FedAvg).
 DEFAULT_DP = {"hospital": "record", "phone": "client"}
 NOISE_CHOICES = ("auto", "secure", "seeded")
+# Whether the server sees only the sum of the updates (SecAgg+, docs/secure-aggregation.md) by
+# default: a phone fleet's server is a party the users need not trust with their single updates;
+# a few hospitals default to plaintext aggregation (trimmed mean and hetlora svd need it).
+DEFAULT_SECURE_AGGREGATION = {"hospital": False, "phone": True}
+# Coordinates are clipped to ±this before quantization when no L2 bound covers them (see
+# RunConfig.secure_aggregation_range): an update a local round moves by more than 1 per coordinate
+# is far outside what LoRA fine-tuning does at fedpriv's learning rates.
+DEFAULT_SECURE_AGGREGATION_RANGE = 1.0
 DEFAULT_MODEL = "default"  # the small Llama shipped in fedpriv/assets/default-model
 
 
@@ -88,7 +96,12 @@ class RunConfig:
     hetlora_method: str = "zero_pad"  # or "svd" (FlexLoRA)
     norm_bound: float = 0.0  # > 0: bound each update's L2 norm (robust; works with secure aggregation)
     trim_beta: float = 0.0  # > 0: coordinate-wise trimmed mean, fraction trimmed at each end (plaintext only)
-    secure_aggregation: bool = False
+    # the server sees only the sum of the updates (SecAgg+); None = the profile's default (phone on).
+    # Flower's run config has no None: "auto" there.
+    secure_aggregation: bool | None = None
+    # secure aggregation: each coordinate of an update is clipped to ±this before it is quantized;
+    # 0 = the L2 bound the device clips to (client clipping norm, norm bound), else 1
+    secure_aggregation_range: float = 0.0
     # the server's step on the averaged update: global += η·mean(update) (1 = plain FedAvg)
     server_learning_rate: float = 1.0
     # which DP: record (DP-SGD on the device), client (DP-FedAvg at the server), both, none
@@ -147,6 +160,13 @@ class RunConfig:
     @property
     def dp_mode(self) -> str:
         return DEFAULT_DP[self.profile] if self.dp == "auto" else self.dp
+
+    @property
+    def secure_aggregation_on(self) -> bool:
+        """Whether the run aggregates securely: the setting, or the profile's default."""
+        if self.secure_aggregation is None:
+            return DEFAULT_SECURE_AGGREGATION[self.profile]
+        return self.secure_aggregation
 
     @property
     def record_dp(self) -> bool:
@@ -232,8 +252,16 @@ class RunConfig:
                               "it takes no server learning rate other than 1")
         if not 0.0 <= self.trim_beta < 0.5:
             raise ConfigError("trim-beta", f"must be in [0, 0.5), got {self.trim_beta}")
-        if self.trim_beta > 0 and self.secure_aggregation:
-            raise ConfigError("trim-beta", "trimmed mean needs plaintext updates: it cannot be combined with secure-aggregation")
+        _positive("secure-aggregation-range", self.secure_aggregation_range, allow_zero=True)
+        if self.secure_aggregation_on:
+            default = " (on by default for the phone profile)" if self.secure_aggregation is None else ""
+            off = "; turn it off with --no-secure-aggregation (run config secure-aggregation=false)"
+            if self.trim_beta > 0:
+                raise ConfigError("trim-beta", "coordinate-wise trimmed mean needs every update in plaintext: it cannot be "
+                                  f"combined with secure aggregation{default}{off}")
+            if self.strategy == "hetlora" and self.hetlora_method == "svd":
+                raise ConfigError("hetlora-method", "svd (FlexLoRA) multiplies each client's factors and needs them in "
+                                  f"plaintext: it cannot be combined with secure aggregation{default}; use zero_pad{off}")
         if self.client_dp:
             _positive("client-clipping-norm", self.client_clipping_norm)
             _positive("client-target-epsilon", self.client_target_epsilon, allow_zero=True)
@@ -270,6 +298,9 @@ def _coerce_types(config: RunConfig) -> None:
             if value is None:
                 continue
             kind = kind.removesuffix(" | None")
+            if kind == "bool" and isinstance(value, str) and value.lower() in ("auto", ""):
+                setattr(config, f.name, None)  # Flower's run config has no None: "auto" is the default
+                continue
         key = f.name.replace("_", "-")
         try:
             if kind == "bool":

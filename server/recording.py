@@ -8,7 +8,8 @@ is added by wrapping (like Flower's DP wrappers), so the strategies stay unaware
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -33,6 +34,7 @@ class RecordingStrategy(Strategy):
         self.inner = inner
         self.validating = lora_strategy_of(inner)
         self.record = record
+        self._started: dict[tuple[str, int], float] = {}
 
     def summary(self) -> None:
         self.inner.summary()
@@ -50,20 +52,48 @@ class RecordingStrategy(Strategy):
         self._record("identify", server_round)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        self._started[("train", server_round)] = time.monotonic()
         return self.inner.configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         result = self.inner.aggregate_train(server_round, replies)
+        self._record_train(server_round)
+        self._timed("train", server_round)
+        return result
+
+    @property
+    def secure_aggregation(self) -> bool:
+        return self.validating.secure_aggregation
+
+    def train_secure(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid,
+                     send: Callable[[list[Message]], list[Message]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        self._started[("train", server_round)] = time.monotonic()
+        result = self.inner.train_secure(server_round, arrays, config, grid, send)
+        self._record_train(server_round)
+        self._timed("train", server_round)
+        return result
+
+    def _timed(self, phase: str, server_round: int) -> None:
+        """Wall seconds from the phase's first instruction to its aggregate (training included)."""
+        started = self._started.pop((phase, server_round), None)
+        if started is not None:
+            self.record.seconds.setdefault(server_round, {})[phase] = round(time.monotonic() - started, 3)
+
+    def _record_train(self, server_round: int) -> None:
         self._record("train", server_round)
         client_level = getattr(self.inner, "privacy_records", {}).get(server_round)
         if client_level is not None:
             self.record.client_level[server_round] = dict(client_level)
-        return result
+        secure = self.validating.secure_records.get(server_round)
+        if secure is not None:
+            self.record.secure[server_round] = dict(secure)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        self._started[("evaluate", server_round)] = time.monotonic()
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         result = self.inner.aggregate_evaluate(server_round, replies)
         self._record("evaluate", server_round)
+        self._timed("evaluate", server_round)
         return result

@@ -100,6 +100,23 @@ def plot(record: RunRecord, path: Path) -> Path:
     return path
 
 
+def secure_aggregation_line(record: RunRecord) -> str:
+    """What secure aggregation did over the run, in one sentence."""
+    rounds = [record.secure[r] for r in sorted(record.secure)]
+    done = [r for r in rounds if not r.get("aborted")]
+    text = ("Secure aggregation (SecAgg+): the server saw only the sum of each round's updates, never one device's "
+            f"({len(done)} of {len(rounds)} rounds aggregated securely")
+    if done:
+        bound = max(r.get("update_error_bound", 0.0) for r in done)
+        recovered = sum(r.get("dropouts_recovered", 0) for r in done)
+        text += (f", {recovered} dropouts after key sharing recovered; coordinates clipped to "
+                 f"±{done[0]['quantization']['clip_range']:g}, quantization error of a round's step at most {bound:.2g}")
+    aborted = len(rounds) - len(done)
+    if aborted:
+        text += f"; {aborted} aborted, see Participation"
+    return text + ")."
+
+
 def write_report(record: RunRecord) -> Path:
     out = record.out_dir
     try:
@@ -135,6 +152,8 @@ def write_report(record: RunRecord) -> Path:
         )
     if config.dp_mode == "none":
         lines.append("**DP disabled (`--dp none`): these results carry no formal privacy guarantee.**")
+    if config.secure_aggregation_on:
+        lines.append(secure_aggregation_line(record))
     participation = record.extra.get("participation")
     if participation:
         lines.append(f"Participation: {participation['clients_per_round']} clients sampled per round; a round updates the global "

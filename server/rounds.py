@@ -5,6 +5,10 @@ with it; this loop is the same sequence (train, then evaluate, each through
 `grid.send_and_receive(..., timeout=...)`), begins at `first_round`, first asks the nodes which
 client each one is (`configure_identify`), gives every instruction the round timeout as its time to
 live, and calls `after_round(round, arrays)` when a round is complete, for the checkpoint.
+
+Under secure aggregation a train round is four exchanges instead of one (setup with the train
+instruction, share-keys, masked-input, unmask: `strategies/secure_round.py`); the strategy runs
+them through the `send` it is given here, each with the round timeout.
 """
 
 from __future__ import annotations
@@ -54,8 +58,12 @@ def run_rounds(
     for server_round in range(first_round, num_rounds + 1):
         log(INFO, "")
         log(INFO, "[ROUND %s/%s]", server_round, num_rounds)
-        replies = exchange(grid, strategy.configure_train(server_round, arrays, train_config, grid), timeout)
-        new_arrays, train_metrics = strategy.aggregate_train(server_round, replies)
+        if strategy.secure_aggregation:
+            new_arrays, train_metrics = strategy.train_secure(server_round, arrays, train_config, grid,
+                                                              lambda messages: exchange(grid, messages, timeout))
+        else:
+            replies = exchange(grid, strategy.configure_train(server_round, arrays, train_config, grid), timeout)
+            new_arrays, train_metrics = strategy.aggregate_train(server_round, replies)
         if new_arrays is not None:
             arrays = new_arrays
         if train_metrics is not None:

@@ -86,6 +86,8 @@ class RunRecord:
     failures: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason" (error replies)
     upload_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
     client_level: dict[int, dict[str, Any]] = field(default_factory=dict)  # round -> DP-FedAvg accounting
+    secure: dict[int, dict[str, Any]] = field(default_factory=dict)  # round -> what its secure aggregation did
+    seconds: dict[int, dict[str, float]] = field(default_factory=dict)  # round -> phase -> wall seconds
     rejections: dict[int, list[str]] = field(default_factory=dict)  # round -> "node N: reason" (refused content)
     dropouts: dict[int, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # round -> phase -> nodes
     replies: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # round -> phase -> counts
@@ -170,11 +172,14 @@ class RunRecord:
                     "dropouts": self.dropouts.get(server_round, {}),
                     "replies": self.replies.get(server_round, {}),
                     **({"client_level": self.client_level[server_round]} if server_round in self.client_level else {}),
+                    **({"secure_aggregation": self.secure[server_round]} if server_round in self.secure else {}),
+                    **({"seconds": self.seconds[server_round]} if server_round in self.seconds else {}),
                 }
             )
         privacy: dict[str, Any] = {
             "mode": self.config.dp_mode,
             "record_level": {cid: self.record_level[cid] for cid in sorted(self.record_level)},
+            "secure_aggregation": self.config.secure_aggregation_on,  # the server saw only sums of updates
         }
         if self.client_level:
             privacy["client_level"] = self.client_level[max(self.client_level)]
@@ -205,6 +210,10 @@ class RunRecord:
                     target[server_round] = type(entry[name])(entry[name])
             if "client_level" in entry:
                 record.client_level[server_round] = dict(entry["client_level"])
+            if "secure_aggregation" in entry:
+                record.secure[server_round] = dict(entry["secure_aggregation"])
+            if "seconds" in entry:
+                record.seconds[server_round] = dict(entry["seconds"])
         record.record_level = {cid: dict(v) for cid, v in data["privacy"]["record_level"].items()}
         record.initial_evaluation = {cid: dict(v) for cid, v in data.get("initial_evaluation", {}).items()}
         record.identify = {int(r): dict(v) for r, v in data.get("identify", {}).items()}

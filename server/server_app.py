@@ -74,7 +74,8 @@ def make_strategy(config: RunConfig, num_clients: int) -> Strategy:
         "min-train-replies": participation.min_train_nodes,
         "min-evaluate-replies": participation.min_evaluate_nodes,
         "require-dp-metrics": config.record_dp,
-        "secure-aggregation": config.secure_aggregation,
+        "secure-aggregation": config.secure_aggregation_on,
+        "secure-aggregation-range": config.secure_aggregation_range,
         "seed": config.seed,
     }
     if config.norm_bound > 0:

@@ -19,6 +19,12 @@ It subclasses Flower's message-API ``FedAvg`` (for its sampling settings, ``summ
 * ``aggregate_evaluate`` validates evaluate replies the same way (sender, round, client record,
   client-id binding, metrics) and aggregates them if at least ``min_evaluate_replies`` are valid.
 
+Under secure aggregation (``secure_aggregation=True``) the round loop calls ``train_secure``
+instead of ``configure_train`` / ``aggregate_train``: the same sampled train instructions become
+the setup of a SecAgg+ round (``strategies/secure_round.py``), the devices clip and mask their
+updates, and the strategy steps the global adapter by the unmasked weighted mean; it never holds
+one device's update. Each such round leaves its record in ``secure_records``.
+
 Every phase leaves a :class:`strategies.validation.PhaseReport` (``phase_report``): what was sent,
 accepted, rejected (and why), failed, and whether it aggregated; the run record is written from it.
 ``state_dict`` / ``load_state_dict`` carry what the next round needs across a server restart.
@@ -51,6 +57,7 @@ from flwr.serverapp.strategy import FedAvg
 from fedpriv.adapter_parts import CONFIG_MODE, is_shared
 from fedpriv.errors import ConfigError
 from strategies.robust import check_robust_config, clip_update, trimmed_mean, weighted_mean
+from strategies.secure_round import Send, SecureOutcome, patch_upload_bytes, plan_for, quantization_range, run_secure_round
 from strategies.validation import (
     BASE_REQUIRED_METRICS,
     DP_REQUIRED_METRICS,
@@ -105,6 +112,7 @@ class LoraStrategy(FedAvg):
         norm_bound: float | None = None,
         trim_beta: float | None = None,
         secure_aggregation: bool = False,
+        secure_aggregation_range: float = 0.0,
         server_learning_rate: float = 1.0,
         seed: int | None = None,
         min_train_replies: int = 1,
@@ -149,6 +157,12 @@ class LoraStrategy(FedAvg):
         self.norm_bound = norm_bound
         self.trim_beta = trim_beta
         self.secure_aggregation = bool(secure_aggregation)
+        if isinstance(secure_aggregation_range, bool) or not (isinstance(secure_aggregation_range, int | float)
+                                                              and math.isfinite(secure_aggregation_range)
+                                                              and secure_aggregation_range >= 0):
+            raise ConfigError("secure-aggregation-range", f"must be zero or a positive number, got {secure_aggregation_range!r}")
+        self.secure_aggregation_range = float(secure_aggregation_range)
+        self.secure_records: dict[int, dict[str, Any]] = {}  # round -> what its secure aggregation did
         self.server_learning_rate = eta
         self._rng = random.Random(seed)
         self._rounds: dict[int, RoundState] = {}
@@ -210,6 +224,7 @@ class LoraStrategy(FedAvg):
             "norm_bound": self.norm_bound,
             "trim_beta": self.trim_beta,
             "secure_aggregation": self.secure_aggregation,
+            "secure_aggregation_range": self.secure_aggregation_range,
             "server_learning_rate": self.server_learning_rate,
             "required_metrics": list(self.policy.required_metrics),
             "max_num_examples": self.policy.max_num_examples,
@@ -325,7 +340,7 @@ class LoraStrategy(FedAvg):
             state.templates[node_id] = template_of({k: sent[k] for k in reply_keys})
             messages.append(self._node_message(node_id, server_round, config, sent, record_cache, MessageType.TRAIN))
         state.validator = RoundValidator(server_round, state.templates, self.policy, bindings=self.bindings,
-                                         epsilon_floor=self.epsilon_floor)
+                                         epsilon_floor=self.epsilon_floor, expect_arrays=not self.secure_aggregation)
         self._rounds[server_round] = state
         self.start_report("train", server_round, state.node_ids, self.min_train_replies)
         for old in [r for r in self._rounds if r < server_round - 1]:
@@ -431,6 +446,48 @@ class LoraStrategy(FedAvg):
         new_global = self.aggregate_valid(state, valid)
         report.aggregated = True
         return self.to_record(new_global), self.aggregate_metrics(valid, num_rejected)
+
+    # ------------------------------------------------------------------------------------------
+    # Train under secure aggregation
+
+    def run_secure(self, server_round: int, messages: list[Message], send: Send, l2_bound: float | None,
+                   weighting: str, min_survivors: int, min_trained: int) -> SecureOutcome:
+        """Run one secure round over ``messages`` (built by ``build_train_messages``), record it."""
+        state = self._rounds[server_round]
+        plan = plan_for(self.update_space(state), l2_bound, weighting)
+        outcome = run_secure_round(self, server_round, messages, send, plan,
+                                   coordinate_range=quantization_range(plan, self.secure_aggregation_range),
+                                   min_survivors=min_survivors, min_trained=min_trained)
+        patch_upload_bytes(self.reports[("train", server_round)], outcome)
+        self.secure_records[server_round] = outcome.record
+        for old in [r for r in self.secure_records if r < server_round - 1]:  # the run record reads it right away
+            del self.secure_records[old]
+        return outcome
+
+    def train_secure(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, send: Send
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """A train round under secure aggregation: devices clip their updates to ``norm_bound``
+        and weight them by num-examples inside the masked vector; the global adapter steps by the
+        unmasked weighted mean. An aborted round keeps the previous global adapter (released:
+        nothing), as does one with fewer valid replies than ``min_train_replies``."""
+        messages = list(self.configure_train(server_round, arrays, config, grid))
+        outcome = self.run_secure(server_round, messages, send, self.norm_bound, "num-examples",
+                                  max(2, self.min_train_replies), self.min_train_replies)
+        report = self.reports[("train", server_round)]
+        metrics = self.aggregate_metrics(outcome.valid, outcome.num_rejected)
+        metrics.update(outcome.metrics())
+        if outcome.result is None:
+            outcome.record["released"] = "nothing"
+            report.note = f"{outcome.abort_reason}: kept the previous global adapter"
+            log(WARNING, "Round %d: %s", server_round, report.note)
+            return None, metrics
+        outcome.record["released"] = "weighted mean"
+        # |released − plaintext| per coordinate of the global step (before the cast to the adapter's dtype)
+        outcome.record["update_error_bound"] = self.server_learning_rate * outcome.plan.error_bound(outcome.result.quantization)
+        new_global = self.apply_update(self._rounds[server_round], outcome.mean_update())
+        report.aggregated = True
+        return self.to_record(new_global), metrics
 
     # ------------------------------------------------------------------------------------------
     # Evaluate

@@ -28,10 +28,17 @@ and accounts ``PoissonSampledDpEvent(q, GaussianDpEvent(σ))`` with PLD; ``all``
 every round (q = 1); ``fixed`` — exactly m of N without replacement, accounted with RDP under
 replace-one adjacency (see ``accounting.py``).
 
-Trust model: the server sees individual updates (central DP with a trusted aggregator); clipping
-happens here, so this wrapper cannot run with secure aggregation. Noise and sampling use numpy's
-PCG64 generator (not a CSPRNG; floating-point Gaussian sampling is also not hardened against
-Mironov-style attacks): fine for research runs, not for production.
+Trust model. Plaintext: the server sees individual updates (central DP with a trusted
+aggregator) and clips them here. Under secure aggregation (the wrapped strategy's
+``secure_aggregation``, the phone default) the server never sees one: the round loop calls
+``train_secure``, every device clips its own update to S (the bound travels in the round's setup,
+see ``strategies/secure_round.py``) and masks it with weight 1, and the server adds the same
+N(0, σ²S²) to the unmasked sum, divides by m and steps the global adapter; the accountant is the
+same. A secure round that aborts (too few survivors for the threshold) releases the noise alone
+over the previous global adapter, so a release still happens every configured round; what that
+means for the guarantee is in docs/privacy.md ("Client-level DP under secure aggregation").
+Noise and sampling use numpy's PCG64 generator (not a CSPRNG; floating-point Gaussian sampling is
+also not hardened against Mironov-style attacks): fine for research runs, not for production.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from strategies.accounting import (
     calibrate_noise_multiplier,
 )
 from strategies.base import LoraStrategy, wait_for_nodes
+from strategies.secure_round import Send
 from strategies.robust import clip_update
 
 
@@ -108,18 +116,11 @@ class ClientLevelDP(Strategy):
         max_epsilon: float | None = None,
         seed: int | None = None,
         value_discretization_interval: float = DEFAULT_DISCRETIZATION,
-        secure_aggregation: bool = False,
         noise_source: str = SEEDED,
     ) -> None:
         super().__init__()
         if not isinstance(strategy, LoraStrategy):
             raise ConfigError("client-dp", "the client-level DP wrapper needs a fedpriv LoraStrategy")
-        if secure_aggregation or strategy.secure_aggregation:
-            raise ConfigError(
-                "client-dp",
-                "this wrapper clips each update at the server and needs plaintext updates; it cannot run "
-                "with secure-aggregation=true (clip on the client instead)",
-            )
         if strategy.trim_beta is not None:
             raise ConfigError("trim-beta", "trimmed mean has no bounded per-client sensitivity; not supported with client-dp")
         if getattr(strategy, "method", "zero_pad") != "zero_pad" or getattr(strategy, "pad_target", "update") != "update":
@@ -281,7 +282,52 @@ class ClientLevelDP(Strategy):
             norms.append(norm)
             for key, value in clipped.items():
                 total[key] += value
-        std = float(self.noise_multiplier) * S
+        self.clip_stats[server_round] = {
+            "clipped_fraction": float(np.mean([n > S for n in norms])) if norms else 0.0,
+            "median_update_norm": float(np.median(norms)) if norms else 0.0,
+        }
+        metrics = self.strategy.aggregate_metrics(valid, len(replies) - len(valid))
+        metrics["client-dp-clipped-fraction"] = self.clip_stats[server_round]["clipped_fraction"]
+        note = "" if len(valid) >= self.strategy.min_train_replies else (
+            f"{len(valid)} valid replies, fewer than min-train-nodes {self.strategy.min_train_replies}; "
+            "the accounted noisy aggregate was released all the same (client-level DP)")
+        return self._release(server_round, state, total, len(valid), metrics, note)
+
+    def train_secure(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, send: Send
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """A round under secure aggregation: the devices clip to S (and to the strategy's norm
+        bound, if smaller) and mask with weight 1; the noise goes on the unmasked sum. An aborted
+        round releases the noise alone over the previous global adapter."""
+        messages = list(self.configure_train(server_round, arrays, config, grid))
+        state = self.strategy.round_state(server_round)
+        if server_round not in self._configured or state is None:  # the budget is spent: no round
+            return None, None
+        self._configured.discard(server_round)
+        bounds = [b for b in (self.clipping_norm, self.strategy.norm_bound) if b]
+        outcome = self.strategy.run_secure(server_round, messages, send, min(bounds), "uniform", 2, 1)
+        metrics = self.strategy.aggregate_metrics(outcome.valid, outcome.num_rejected)
+        metrics.update(outcome.metrics())
+        survivors = len(outcome.result.survivors) if outcome.result is not None else 0
+        if outcome.result is None:
+            outcome.record["released"] = "noise only"
+            note = (f"{outcome.abort_reason}: the accounted noise was released all the same over the previous global "
+                    "adapter (client-level DP)")
+        else:
+            outcome.record["released"] = "noisy sum"
+            # |released − plaintext| per coordinate of the global step (before the cast to the adapter's dtype)
+            outcome.record["update_error_bound"] = (self.strategy.server_learning_rate * survivors
+                                                    * outcome.plan.error_bound(outcome.result.quantization) / self.expected_clients)
+            note = "" if survivors >= self.strategy.min_train_replies else (
+                f"{survivors} updates in the secure sum, fewer than min-train-nodes {self.strategy.min_train_replies}; "
+                "the accounted noisy aggregate was released all the same (client-level DP)")
+        return self._release(server_round, state, outcome.sum_update(), survivors, metrics, note)
+
+    def _release(self, server_round: int, state: Any, total: dict[str, np.ndarray], contributors: int,
+                 metrics: MetricRecord, note: str) -> tuple[ArrayRecord, MetricRecord]:
+        """global + (Σ clipped updates + N(0, σ²S²)) / m, accounted. ``total`` in update-space key
+        order: the noise is drawn in that order, the same in both aggregation modes."""
+        std = float(self.noise_multiplier) * self.clipping_norm
         for key, value in total.items():
             value += self.noise.normal(value.shape, std)
         mean = {k: v / self.expected_clients for k, v in total.items()}
@@ -289,26 +335,19 @@ class ClientLevelDP(Strategy):
         self.accountant.step()
         record = self.privacy_record()
         self.privacy_records[server_round] = record
-        self.clip_stats[server_round] = {
-            "clipped_fraction": float(np.mean([n > S for n in norms])) if norms else 0.0,
-            "median_update_norm": float(np.median(norms)) if norms else 0.0,
-        }
         report = self.strategy.phase_report("train", server_round)
         if report is not None:
             report.aggregated = True
-            if len(valid) < self.strategy.min_train_replies:
-                report.note = (f"{len(valid)} valid replies, fewer than min-train-nodes {self.strategy.min_train_replies}; "
-                               "the accounted noisy aggregate was released all the same (client-level DP)")
-        if not valid:
-            log(WARNING, "Round %d: no valid reply; releasing the noise-only aggregate (client-dp)", server_round)
+            if note:
+                report.note = note
+        if not contributors:
+            log(WARNING, "Round %d: no update in the aggregate; releasing the noise-only aggregate (client-dp)", server_round)
         log(INFO, "client-dp: round %d, %d clipped updates, noise std %.4g on the sum / %.2f; epsilon=%.4f (delta=%g)",
-            server_round, len(valid), std, self.expected_clients, record["epsilon"], self.delta)
-        metrics = self.strategy.aggregate_metrics(valid, len(replies) - len(valid))
+            server_round, contributors, std, self.expected_clients, record["epsilon"], self.delta)
         metrics["client-dp-epsilon"] = float(record["epsilon"])
         metrics["client-dp-delta"] = self.delta
         metrics["client-dp-noise-multiplier"] = float(self.noise_multiplier)
         metrics["client-dp-sample-rate"] = float(self.sample_rate)
-        metrics["client-dp-clipped-fraction"] = self.clip_stats[server_round]["clipped_fraction"]
         return self.strategy.to_record(new_global), metrics
 
     def configure_evaluate(

@@ -105,6 +105,12 @@ class HetLora(LoraStrategy):
             how = "hetlora-method=svd" if method == "svd" else f"hetlora-pad-target={pad_target}"
             raise ConfigError("server-learning-rate", f"{how} replaces the global adapter instead of stepping it; only "
                               "hetlora-method=zero_pad with hetlora-pad-target=update takes a value other than 1")
+        if self.secure_aggregation and not (method == "zero_pad" and pad_target == "update"):
+            how = "hetlora-method=svd multiplies each client's factors" if method == "svd" else \
+                f"hetlora-pad-target={pad_target} averages each client's padded weights"
+            raise ConfigError("hetlora-method" if method == "svd" else "hetlora-pad-target",
+                              f"{how}, which the server cannot do on a masked sum; secure aggregation supports hetlora "
+                              "only with method=zero_pad and pad-target=update (devices pad their update to the global rank)")
         if method == "svd" and self.trim_beta is not None:
             raise ConfigError("trim-beta", "hetlora-method=svd averages full ΔW products; trimmed mean is not supported")
         self.client_ranks: dict[int | str, int] = dict(client_ranks or {})

@@ -7,7 +7,7 @@ DP is on, else ``fedavg``). Option keys may be written with ``-`` or ``_`` (``"t
 Common options (every name): fraction-train, fraction-evaluate, min-train-nodes,
 min-evaluate-nodes, min-available-nodes, weighted-by-key, required-metrics, require-dp-metrics,
 max-num-examples, max-payload-bytes, norm-bound, trim-beta, secure-aggregation,
-server-learning-rate, seed, min-train-replies, min-evaluate-replies. As in Flower,
+secure-aggregation-range, server-learning-rate, seed, min-train-replies, min-evaluate-replies. As in Flower,
 ``min-train-nodes`` / ``min-evaluate-nodes`` are the least number of nodes *sampled*;
 ``min-train-replies`` / ``min-evaluate-replies`` the valid replies a round needs to aggregate
 (the run config's ``min-train-nodes`` / ``min-evaluate-nodes`` set these, server/participation.py).
@@ -57,6 +57,7 @@ COMMON_OPTIONS: dict[str, str] = {  # option key -> constructor argument
     "norm_bound": "norm_bound",
     "trim_beta": "trim_beta",
     "secure_aggregation": "secure_aggregation",
+    "secure_aggregation_range": "secure_aggregation_range",
     "server_learning_rate": "server_learning_rate",
     "seed": "seed",
     "min_train_replies": "min_train_replies",

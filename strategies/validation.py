@@ -18,7 +18,8 @@ the node's own rank). Checks, in order (the first failing one is the recorded re
 6. train only, ``"arrays"`` ArrayRecord: missing, missing / extra keys, wrong declared dtype /
    shape, total payload (all ArrayRecords of the reply) over the size cap — all before decoding
    anything — then undecodable data, decoded dtype / shape that differ from the declared ones,
-   non-finite values (NaN / inf)
+   non-finite values (NaN / inf). Under secure aggregation (``expect_arrays=False``) the update
+   comes only masked, in later messages: a train reply that carries any ArrayRecord is refused.
 
 Nothing here mutates a message. A valid reply is returned as a :class:`ValidReply` holding the
 decoded arrays, so aggregation never decodes twice. Valid replies are returned sorted by client id
@@ -256,8 +257,10 @@ class RoundValidator:
         message_type: str = MessageType.TRAIN,
         bindings: ClientBindings | None = None,
         epsilon_floor: Mapping[str, float] | None = None,
+        expect_arrays: bool = True,
     ) -> None:
         self.server_round = server_round
+        self.expect_arrays = expect_arrays
         self.templates = templates
         self.policy = policy
         self.message_type = message_type
@@ -309,7 +312,11 @@ class RoundValidator:
         template = self.templates.get(node_id)
         if template is None:  # only reachable with strict_senders=False
             raise ReplyRejected("no expected template for this node")
-        arrays = check_arrays(content, template, policy) if self.message_type == MessageType.TRAIN else {}
+        arrays: dict[str, np.ndarray] = {}
+        if self.message_type == MessageType.TRAIN and self.expect_arrays:
+            arrays = check_arrays(content, template, policy)
+        elif self.message_type == MessageType.TRAIN and content.array_records:
+            raise ReplyRejected("arrays in a secure-aggregation train reply: an update is accepted only masked")
         return ValidReply(
             node_id=node_id,
             client_id=client_id,

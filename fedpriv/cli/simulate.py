@@ -51,7 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--hetlora-method", choices=("zero_pad", "svd"), default=defaults.hetlora_method)
     agg.add_argument("--norm-bound", type=float, default=0.0, help="bound each client update's L2 norm (0 = off)")
     agg.add_argument("--trim-beta", type=float, default=0.0, help="coordinate-wise trimmed mean, fraction trimmed per side (0 = off; plaintext only)")
-    agg.add_argument("--secure-aggregation", action="store_true", help="require options compatible with secure aggregation")
+    agg.add_argument("--secure-aggregation", action=argparse.BooleanOptionalAction, default=None,
+                     help="SecAgg+: the server sees only the sum of the updates, never one device's (docs/secure-aggregation.md); "
+                          "default: on for phone, off for hospital")
+    agg.add_argument("--secure-aggregation-range", type=float, default=defaults.secure_aggregation_range,
+                     help="secure aggregation: each coordinate of an update is clipped to ±this before quantization "
+                          "(0 = the L2 clip: client clipping norm or norm bound, else 1)")
     agg.add_argument("--server-learning-rate", type=float, default=defaults.server_learning_rate,
                      help="the server's step η on the averaged client update: global += η·mean update (1 = FedAvg)")
     dp = sim.add_argument_group("differential privacy")
@@ -122,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         norm_bound=args.norm_bound,
         trim_beta=args.trim_beta,
         secure_aggregation=args.secure_aggregation,
+        secure_aggregation_range=args.secure_aggregation_range,
         server_learning_rate=args.server_learning_rate,
         dp="none" if args.no_dp else args.dp,
         client_noise_multiplier=args.client_noise_multiplier,
@@ -198,6 +204,11 @@ def print_summary(out: Path, metrics: dict) -> None:
     client_level = metrics["privacy"].get("client_level")
     if client_level:
         console.print(f"client-level ε = {client_level['epsilon']:.3f} at δ = {client_level['delta']:g} after {client_level['rounds']} rounds ({client_level['sampling']} sampling)")
+    if metrics["privacy"].get("secure_aggregation"):
+        secure = [r["secure_aggregation"] for r in metrics["rounds"] if "secure_aggregation" in r]
+        done = sum(not r["aborted"] for r in secure)
+        console.print(f"secure aggregation: the server saw only the sum of the updates ({done} of {len(secure)} rounds aggregated"
+                      f"{', the others aborted: see report.md' if done < len(secure) else ''})")
     if metrics["privacy"]["mode"] == "none":
         console.print("[bold red]DP disabled: no formal privacy guarantee[/]")
     console.print(f"run directory: {out}  (report: {out / 'report.md'})")

@@ -14,6 +14,7 @@ from fedpriv.adapter_parts import (
     lora_role,
     merge_adapter,
     module_name,
+    pad_to_shapes,
     partner_key,
     plan_from_config,
     pop_strategy_config,
@@ -113,6 +114,22 @@ def test_pad_then_truncate_round_trips():
     torch_back = resize_adapter(resize_adapter(torch_sd, 8), 4)
     assert all(torch.equal(torch_back[k], torch_sd[k]) for k in sd)
     assert set(adapter_ranks(sd).values()) == {4}
+
+
+def test_pad_to_shapes_zero_pads_a_lower_rank_update_and_refuses_anything_else():
+    low, high = make_adapter(rank=2, seed=1), make_adapter(rank=6, seed=1)
+    shapes = {k: v.shape for k, v in high.items()}
+    padded = pad_to_shapes(low, shapes)
+    for key, value in padded.items():
+        assert value.shape == shapes[key]
+        np.testing.assert_array_equal(resize_adapter({key: value}, 2)[key], low[key])  # the first r rows/columns
+        assert not value[2:].any() if lora_role(key) == "A" else not value[:, 2:].any()  # zeros beyond rank 2
+    with pytest.raises(ValueError, match="not part of the aggregated update"):
+        pad_to_shapes({**low, "extra.weight": np.zeros(3)}, shapes)
+    with pytest.raises(ValueError, match="has shape"):
+        pad_to_shapes(high, {k: v.shape for k, v in low.items()})  # a rank above the target is no padding
+    with pytest.raises(ValueError, match="has shape"):
+        pad_to_shapes({Q_A: np.zeros((2, 5))}, {Q_A: (6, 12)})  # the input dimension never changes
 
 
 def test_plan_from_config_and_pop_strategy_keys():

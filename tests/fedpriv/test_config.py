@@ -26,6 +26,10 @@ from fedpriv.errors import ConfigError
         ({"server_learning_rate": 0.0}, "server-learning-rate"),
         ({"server_learning_rate": float("nan")}, "server-learning-rate"),
         ({"strategy": "hetlora", "hetlora_method": "svd", "server_learning_rate": 2.0}, "server-learning-rate"),
+        ({"profile": "phone", "trim_beta": 0.1}, "trim-beta"),  # secure aggregation is the phone's default
+        ({"trim_beta": 0.1, "secure_aggregation": True}, "trim-beta"),
+        ({"strategy": "hetlora", "hetlora_method": "svd", "secure_aggregation": True}, "hetlora-method"),
+        ({"secure_aggregation_range": -1.0}, "secure-aggregation-range"),
     ],
 )
 def test_invalid_values_name_the_key(overrides: dict, key: str) -> None:
@@ -33,6 +37,21 @@ def test_invalid_values_name_the_key(overrides: dict, key: str) -> None:
         RunConfig(**overrides).validated()
     assert err.value.key == key
     assert str(err.value).startswith(f"{key}:")
+
+
+def test_secure_aggregation_is_on_by_default_for_phones_and_can_be_switched_either_way() -> None:
+    assert RunConfig(profile="phone").validated().secure_aggregation_on
+    assert not RunConfig(profile="hospital").validated().secure_aggregation_on
+    assert not RunConfig(profile="phone", secure_aggregation=False).validated().secure_aggregation_on
+    assert RunConfig(profile="hospital", secure_aggregation=True).validated().secure_aggregation_on
+    # Flower's run config has no None: "auto" (or "") is the profile's default, true/false override it.
+    assert RunConfig.from_flower({"profile": "phone", "secure-aggregation": "auto"}).secure_aggregation is None
+    assert RunConfig.from_flower({"profile": "phone", "secure-aggregation": False}).secure_aggregation is False
+    assert RunConfig.from_flower({"secure-aggregation": "true"}).secure_aggregation is True
+    # A phone run that needs plaintext updates says how to get them.
+    with pytest.raises(ConfigError, match="no-secure-aggregation"):
+        RunConfig(profile="phone", trim_beta=0.1).validated()
+    assert RunConfig(profile="phone", trim_beta=0.1, secure_aggregation=False).validated().trim_beta == 0.1
 
 
 def test_unknown_flower_key_is_rejected_not_ignored() -> None:

@@ -2,7 +2,8 @@
 dies (its ClientApp raises) in the middle of round 1's training.
 
 Run as `python -m tests.simulations.dying_phone OUT_DIR`: a one-round phone-profile simulation of
-five phones (all five sampled, four valid replies needed) on Flower's Ray engine."""
+five phones (all five sampled, four valid replies needed, secure aggregation: the phone default) on
+Flower's Ray engine."""
 
 from __future__ import annotations
 

@@ -157,6 +157,9 @@ def test_a_phone_round_completes_when_one_of_five_sampled_phones_dies(tmp_path) 
                                          "aggregated": True}
     assert len(first["failures"]) == 1 and "this phone died mid-round" in first["failures"][0]
     assert sorted(c["client_id"] for c in first["clients"] if c["trained"]) == ["phone-01", "phone-02", "phone-03", "phone-04"]
+    # The phone default aggregates securely: the dead phone never shared keys, the other four are the sum.
+    secure = first["secure_aggregation"]
+    assert secure["dropouts_before_key_sharing"] == ["phone-00"] and secure["in_sum"] == 4 and not secure["aborted"]
     assert (out / "report.md").is_file()
     _wait_gone(ray_tmpdir)
     shutil.rmtree(ray_tmpdir, ignore_errors=True)

@@ -141,8 +141,9 @@ def test_target_epsilon_calibrates_noise_and_budget_stops_training():
 
 
 def test_wrapper_config_errors():
-    with pytest.raises(ConfigError, match="secure-aggregation"):
-        ClientLevelDP(FFALora(**ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all", secure_aggregation=True)
+    # Secure aggregation is no refusal any more: devices clip, the server noises the unmasked sum.
+    secure = ClientLevelDP(FFALora(secure_aggregation=True, **ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
+    assert secure.strategy.secure_aggregation
     with pytest.raises(ConfigError, match="trim-beta"):
         ClientLevelDP(FedAvgLora(trim_beta=0.1, **ONE_NODE), clipping_norm=1.0, noise_multiplier=1.0, sampling="all")
     with pytest.raises(ConfigError, match="hetlora-method"):
