@@ -35,10 +35,31 @@ def audit_released(metrics: Mapping[str, Any]) -> Check:
                                                                          f"covering it ({', '.join(f'{m} in {n} replies' for m, n in uncovered.items())})"))
             elif mode != "none" and "public" in mechanisms:
                 findings.append(Finding("note", f"{message_type}:{name}", "declared public: released as is, not covered by ε"))
-    config = metrics.get("config", {})
-    if mode in ("client", "both") and not config.get("secure_aggregation"):
+    if mode in ("client", "both") and not metrics.get("privacy", {}).get("secure_aggregation"):
         findings.append(Finding("note", "arrays", "client-level DP without secure aggregation: the server sees each device's "
                                                    "clipped update before adding noise (central DP: the server is trusted)"))
+    generators = noise_generators(metrics)
+    for who, source in sorted(generators.items()):
+        if source == NOT_RECORDED:
+            findings.append(Finding("note", f"noise:{who}", "the generator of its DP noise is not recorded"))
+        elif "seeded" in source:
+            findings.append(Finding("note", f"noise:{who}", f"{source} (fine for a reproducible simulation; a deployment needs noise=secure)"))
+        else:
+            findings.append(Finding("note", f"noise:{who}", source))
     not_covered = sum(1 for r in rows if any(m in UNCOVERED for m in r["mechanisms"]))
     summary = f"{len(rows)} field(s) left the devices under DP mode {mode}: {len(rows) - not_covered} declared with a mechanism, {not_covered} not"
-    return Check("released", verdict(findings), summary, {"mode": mode, "fields": rows}, findings)
+    return Check("released", verdict(findings), summary, {"mode": mode, "fields": rows, "noise_generators": generators}, findings)
+
+
+NOT_RECORDED = "not recorded"
+
+
+def noise_generators(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Where each DP mechanism's noise came from: every device's DP-SGD (record level) and the
+    server's client-level noise, as the run recorded them."""
+    privacy = metrics.get("privacy", {})
+    generators = {f"device {cid}": str(entry.get("noise_source") or NOT_RECORDED)
+                  for cid, entry in privacy.get("record_level", {}).items()}
+    if privacy.get("client_level"):
+        generators["server (client-level DP)"] = str(privacy["client_level"].get("noise_source") or NOT_RECORDED)
+    return generators

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from logging import WARNING
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 
 from client.device import BaseModelCache, Device, device_model, device_seed, open_device, read_instruction
 from client.dp_training import encode, evaluate, held_out_bits_per_byte, train_locally
+from client.replies import reply_content
 from client.secagg_app import is_secure, secure_train
 from fedpriv.adapter_parts import ClientPlan, set_trainable_for_mode, split_adapter
 from fedpriv.config import RunConfig
@@ -106,6 +107,7 @@ def local_training(msg: Message, context: Context) -> RecordDict:
         "round_steps": outcome.round_steps,
         "learning_rate": outcome.learning_rate,  # AdamW's step (under DP: shrunk with σ, dp_learning_rate)
     }
+    client = _client_record(r.device, r.server_round)
     if ledger is not None:
         r.device.save_ledger(context, ledger)
         metrics.update(
@@ -116,16 +118,13 @@ def local_training(msg: Message, context: Context) -> RecordDict:
                 "steps": ledger.steps,  # cumulative DP-SGD steps over every round so far
             }
         )
+        client["dp-noise-source"] = outcome.noise_source
+    r.device.log_metrics("train", r.server_round, metrics)  # everything measured; the reply only what is covered
     shared, private = split_adapter(adapter_state(r.model), r.plan.mode)
     if r.plan.mode == "fedsa":
         r.device.save_private_adapter(context, private)
-    return RecordDict(
-        {
-            "arrays": ArrayRecord(shared),  # LoRA tensors the strategy shares, nothing else
-            "metrics": MetricRecord(metrics),
-            "client": _client_record(r.device, r.server_round),
-        }
-    )
+    # LoRA tensors the strategy shares, nothing else
+    return reply_content(r.config, metrics, client, ArrayRecord(shared), secure=is_secure(msg))
 
 
 @app.evaluate()
@@ -135,12 +134,12 @@ def evaluate_global(msg: Message, context: Context) -> Message:
     texts = r.device.split.held_out
     held_out = encode(r.tokenizer, texts, r.config.max_seq_len)
     loss, perplexity = evaluate(r.model, held_out)
-    metrics = MetricRecord({
+    metrics = {
         "eval_loss": loss,
         "eval_perplexity": perplexity,
         # per byte, not per token: comparable across base models with different tokenizers
         "eval_bits_per_byte": held_out_bits_per_byte(loss, held_out, r.tokenizer, texts, r.config.max_seq_len),
         "num-examples": len(texts),
-    })
-    content = RecordDict({"metrics": metrics, "client": _client_record(r.device, r.server_round)})
-    return Message(content=content, reply_to=msg)
+    }
+    r.device.log_metrics("evaluate", r.server_round, metrics)
+    return Message(content=reply_content(r.config, metrics, _client_record(r.device, r.server_round)), reply_to=msg)

@@ -37,6 +37,7 @@ from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import ClientPlan, apply_shared_lora_A, pop_strategy_config, split_adapter
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, load_client, split_client_file
+from fedpriv.device_log import append_entry
 from fedpriv.errors import DataError
 from fedpriv.files import write_atomically
 from fedpriv.modeling import adapter_state, build_lora_model, load_adapter_state, load_base_model
@@ -250,6 +251,11 @@ class DeviceFolder:
     def holds_global(self) -> bool:
         return (self.path / GLOBAL_ADAPTER_FILE).is_file()
 
+    def log_metrics(self, phase: str, server_round: int, metrics: Mapping[str, float | int]) -> None:
+        """Keep what the device measured in its own log (fedpriv/device_log.py); without a state dir it keeps nothing."""
+        if self.folder is not None:
+            append_entry(self.folder.path, phase, server_round, metrics)
+
     def save_received_global(self, received: Mapping[str, torch.Tensor], instruction: Mapping[str, Any], message_type: str,
                              run_id: int | None) -> None:
         """Keep the global adapter exactly as received and the message config it came with
@@ -338,6 +344,11 @@ class Device:
         context.state[_PRIVATE_RECORD] = ArrayRecord({k: v.contiguous() for k, v in state.items()})
         if self.folder is not None:
             self.folder.save_private(state)
+
+    def log_metrics(self, phase: str, server_round: int, metrics: Mapping[str, float | int]) -> None:
+        """Keep what the device measured in its own log (fedpriv/device_log.py); without a state dir it keeps nothing."""
+        if self.folder is not None:
+            append_entry(self.folder.path, phase, server_round, metrics)
 
     def save_received_global(self, received: Mapping[str, torch.Tensor], instruction: Mapping[str, Any], message_type: str,
                              run_id: int | None) -> None:

@@ -262,7 +262,8 @@ def summarize(config: RunConfig, mode: str, global_weight: float | None, clients
     λ was chosen per device (each client's row has its own); `finetune_epochs` is the run's setting,
     each row has the epochs the device kept."""
     return {"strategy": mode, "finetune_epochs": config.finetune_epochs, "global_weight": global_weight,
-            "delta": config.delta if config.record_dp else None, **extra, "clients": clients}
+            "delta": config.delta if config.record_dp else None,
+            "dp_scope": config.dp_scope if config.record_dp else None, **extra, "clients": clients}
 
 
 def save_summary(folder: Path, summary: dict[str, Any]) -> Path:

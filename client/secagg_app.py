@@ -9,7 +9,8 @@ named in the record picks what happens (``fedpriv.secagg`` describes the protoco
    update, trained minus received, in the server's update space (hetlora: zero-padded to the
    global rank), clipped to the plan's L2 bound (less the margin that keeps it within the bound
    once quantized), with its weight. The reply carries the two public
-   keys, the training metrics and the client record, and never the arrays;
+   keys, the metrics a plaintext reply would send (client/replies.py), the client record and the
+   declaration of every field, and never the arrays;
 2. **share-keys**, **unmask**: answered by the state machine (``client/secagg.py``);
 3. **masked-input**: the kept update is quantized, masked and sent, then deleted.
 
@@ -29,8 +30,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.common import log
 
 from client.device import device_seed, read_instruction
+from client.replies import arrays_mechanism
 from client.secagg import SecAggClient
 from fedpriv.adapter_parts import pad_to_shapes
+from fedpriv.released import ARRAYS, DECLARATION, field_name
 from fedpriv.secagg.errors import ProtocolError
 from fedpriv.secagg.messages import MASKED_INPUT, SETUP, SetupRequest
 from fedpriv.secagg.update import SECAGG_RECORD, UpdatePlan
@@ -86,7 +89,14 @@ def _setup(client: SecAggClient, fields: dict, msg: Message, context: Context, l
         "session": request.header.session, "weight": weight, "rounding-seed": seed,
         "update": np.ascontiguousarray(vector, dtype="<f8").tobytes(),
     })
-    return RecordDict({"metrics": trained["metrics"], "client": trained["client"], SECAGG_RECORD: ConfigRecord(advertise.to_fields())})
+    keys = advertise.to_fields()
+    given = trained.config_records.get(DECLARATION)  # what a plaintext reply would declare (none: undeclared)
+    declared = {k: v for k, v in (given or {}).items() if k != ARRAYS}  # the update goes masked, later
+    declared.update({field_name(SECAGG_RECORD, k): "protocol" for k in keys})
+    # Declared now, sent at the masked-input stage: the update itself, masked.
+    declared[field_name(SECAGG_RECORD, MASKED_INPUT)] = arrays_mechanism(instruction.config, secure=True)
+    return RecordDict({"metrics": trained["metrics"], "client": trained["client"], SECAGG_RECORD: ConfigRecord(keys),
+                       DECLARATION: ConfigRecord(declared)})
 
 
 def _masked_input(client: SecAggClient, fields: dict, context: Context) -> dict:

@@ -118,7 +118,9 @@ class RunConfig:
     accountant: str = "prv"
     grad_sample_mode: str = "hooks"
     dp_step_size: str = "capped"  # DP_STEP_SIZES: the step shrinks with the noise and the steps (see client.dp_training)
-    dp_scope: str = "all"  # DP_SCOPES: does ε also cover the on-device personalization (all) or only uploads
+    # DP_SCOPES: by default ε covers what leaves the device (uploads); `all` also covers the on-device
+    # personalization, for deployments that share the personalized model or its outputs.
+    dp_scope: str = "uploads"
     # where DP noise comes from (fedpriv.noise): secure (a CSPRNG keyed from the OS) or seeded
     # (reproducible); auto = seeded under `fedpriv simulate`, secure under `flwr run`
     noise: str = "auto"

@@ -19,6 +19,9 @@ MECHANISMS = {
     "dp-fedavg": "clipped on the device; Gaussian noise added to the sum at the server (client-level ε); "
                  "without secure aggregation the server sees the clipped update",
     "dp-fedavg+secagg": "clipped and masked on the device (secure aggregation); noise added to the unmasked sum (client-level ε)",
+    "secagg": "masked on the device (secure aggregation): the server sees only the sum, with no DP",
+    "protocol": "secure-aggregation protocol messages (public keys, encrypted shares, masked input, unmasking shares): "
+                "none reveals one device's update",
     "accounting": "the accounting of the mechanism (σ, q, steps, δ, ε): a function of the public training settings and the dataset size",
     "public": "declared public: the device's id, the round, its profile, its dataset size (not covered by ε)",
     "none": "no protection: a value computed from the device's data, released as is",

@@ -7,6 +7,7 @@ is written: `markdown_text` for report.md (no line breaks, no markup), `plot_lab
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -14,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from fedpriv.config import DP_SCOPE_COVERS, DP_STEP_RULES
+from fedpriv.device_log import device_metrics, fill_from_logs
 from server.run_record import RunRecord
 
 logger = logging.getLogger(__name__)
@@ -117,7 +119,19 @@ def secure_aggregation_line(record: RunRecord) -> str:
     return text + ")."
 
 
-def write_report(record: RunRecord) -> Path:
+def with_device_logs(record: RunRecord, state_dir: Path | None) -> tuple[RunRecord, bool]:
+    """The record completed with the metrics the devices kept in their own logs (a simulation's
+    device folders under `state_dir`); a deployment's server has none and reports what it received."""
+    if state_dir is None:
+        return record, False
+    rounds, initial, filled = fill_from_logs(record.rounds, record.initial_evaluation, device_metrics(state_dir))
+    return (dataclasses.replace(record, rounds=rounds, initial_evaluation=initial) if filled else record), filled
+
+
+def write_report(record: RunRecord, state_dir: Path | None = None) -> Path:
+    """report.md and its plot; with `state_dir`, the devices' own metrics (kept out of their replies
+    under DP) are read from their logs there."""
+    record, from_devices = with_device_logs(record, state_dir)
     out = record.out_dir
     try:
         png: Path | None = plot(record, out / "perplexity_epsilon.png")
@@ -160,6 +174,9 @@ def write_report(record: RunRecord) -> Path:
                      f"adapter with at least {participation['min_train_nodes']} valid replies (`min-train-nodes`) and evaluates "
                      f"with at least {participation['min_evaluate_nodes']} (`min-evaluate-nodes`); the server waits "
                      f"{participation['round_timeout']:g} s for each step's replies (`round-timeout`).")
+    if from_devices:
+        lines.append("Losses and held-out metrics come from the devices' own logs (`device_log.jsonl` in each device folder): "
+                     "under DP they are not sent, and `metrics.json` holds only what the server received.")
     if record.resumes:
         lines.append("Resumed from its checkpoint at " + ", ".join(f"round {r['from_round']}" for r in record.resumes) + ".")
     figure = f"![perplexity and epsilon per round]({png.name})" if png is not None else f"(no plot: {markdown_text(plot_failure)})"

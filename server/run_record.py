@@ -12,12 +12,11 @@ the validator refused appears as a rejection with its reason, never with its met
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedpriv import strict_json
 from fedpriv.config import RunConfig
 from fedpriv.files import write_atomically
 from strategies.validation import PhaseReport
@@ -27,31 +26,11 @@ EVAL_KEYS = ("eval_loss", "eval_perplexity", "eval_bits_per_byte")
 RECORD_LEVEL_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps")
 # Keys whose values are numbers wherever they appear in metrics.json (so "inf" there means ∞).
 NUMERIC_KEYS = frozenset(TRAIN_KEYS + EVAL_KEYS + ("planned_epsilon", "clipping_norm", "expected_clients"))
-NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-def encode_number(value: Any) -> Any:
-    """A float JSON can hold: non-finite floats become "inf" / "-inf" / "nan"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return encode_number(value)
-
-
-def _decode_numbers(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: NONFINITE[v] if k in NUMERIC_KEYS and isinstance(v, str) and v in NONFINITE else v for k, v in obj.items()}
 
 
 def loads_metrics(text: str) -> dict[str, Any]:
     """Parse metrics.json text; "inf" in a numeric field becomes float("inf")."""
-    return json.loads(text, object_hook=_decode_numbers)
+    return strict_json.loads(text, NUMERIC_KEYS)
 
 
 def load_metrics(path: Path) -> dict[str, Any]:
@@ -60,7 +39,7 @@ def load_metrics(path: Path) -> dict[str, Any]:
 
 def dumps_metrics(data: dict[str, Any]) -> str:
     """Strict JSON (no NaN / Infinity tokens): non-finite numbers are written as strings."""
-    return json.dumps(_encode(data), indent=2, allow_nan=False)
+    return strict_json.dumps(data, indent=2)
 
 
 MAX_REASON = 600  # characters of a device's error text kept: its start and its end (a traceback's last line)
@@ -139,6 +118,7 @@ class RunRecord:
                         "steps": int(metrics["steps"]),
                         "accountant": self.config.accountant,
                         "last_round": server_round,
+                        **({"noise_source": accepted.noise_source} if accepted.noise_source else {}),
                     }
             else:
                 entry.update({k: metrics[k] for k in EVAL_KEYS if k in metrics})
@@ -178,6 +158,8 @@ class RunRecord:
             )
         privacy: dict[str, Any] = {
             "mode": self.config.dp_mode,
+            # what record-level ε covers: only what left the device (uploads), or also its on-device training (all)
+            **({"record_level_scope": self.config.dp_scope} if self.config.record_dp else {}),
             "record_level": {cid: self.record_level[cid] for cid in sorted(self.record_level)},
             "secure_aggregation": self.config.secure_aggregation_on,  # the server saw only sums of updates
         }

@@ -166,7 +166,7 @@ def run_federation(grid: Grid, config: RunConfig, on_round_end: Callable[[int], 
     )
     save_adapter(out_dir / "adapters" / "final", final.to_torch_state_dict(), initial_config)
     record.save()
-    write_report(record)
+    write_report(record, Path(config.state_dir) if config.state_dir else None)
     return record
 
 

@@ -45,8 +45,8 @@ ERROR_REPLY = "error reply"  # how the reason of a rejected error reply (a faile
 # A record-level ε recomputed for the same steps is the same number; this only absorbs float noise.
 EPSILON_RTOL = 1e-9
 
-# Always present in a fedpriv train reply.
-BASE_REQUIRED_METRICS: tuple[str, ...] = ("train_loss", "num-examples")
+# Always present in a fedpriv train reply (under DP the losses stay on the device: client/replies.py).
+BASE_REQUIRED_METRICS: tuple[str, ...] = ("num-examples",)
 # Present when the client trains with record-level DP (DP-SGD).
 DP_REQUIRED_METRICS: tuple[str, ...] = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps")
 
@@ -350,6 +350,7 @@ class AcceptedReply:
     metrics: dict[str, Any]
     upload_bytes: int = 0
     released: dict[str, str] = field(default_factory=dict)  # every field of the reply -> its declared mechanism
+    noise_source: str = ""  # where the device says its DP-SGD noise came from (client record dp-noise-source)
 
 
 @dataclass
@@ -374,8 +375,9 @@ class PhaseReport:
         for reply in valid:
             arrays = reply.message.content.get(arrays_key)
             size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
+            source = reply.client.get("dp-noise-source", "")
             self.accepted.append(AcceptedReply(reply.node_id, reply.client_id, dict(reply.metrics), size,
-                                               released_fields(reply.message.content)))
+                                               released_fields(reply.message.content), source[:200] if isinstance(source, str) else ""))
         self.rejected.extend(rejected)
         self.failed.extend(failed)
 

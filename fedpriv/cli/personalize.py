@@ -94,6 +94,8 @@ def _print(summary: dict[str, Any], result_path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fedpriv.config import DP_SCOPE_COVERS
+
     table = Table(title=f"Held-out perplexity after personalization ({summary['strategy']})")
     table.add_column("client", no_wrap=True, min_width=max(map(len, summary["clients"])))  # ids stay whole on a narrow terminal
     for column in ("federated", "fine-tuned", "epochs", "private model", "λ", "personalized", "ε"):
@@ -107,6 +109,9 @@ def _print(summary: dict[str, Any], result_path: Path) -> None:
     console.print(table)
     if summary["delta"] is None:
         console.print("record-level DP off: no formal privacy guarantee for the fine-tuning")
+    elif summary.get("dp_scope"):
+        scope = summary["dp_scope"]
+        console.print(f"ε (record level, δ={summary['delta']:g}) covers {DP_SCOPE_COVERS[scope]} (dp-scope {scope})")
     if any(r.get("selected_on_validation") for r in summary["clients"].values()):
         console.print("epochs, the private model (fine-tuned or trained from scratch) and λ chosen on a validation slice "
                       "of each device's train split (held-out split untouched)")

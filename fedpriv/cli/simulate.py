@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, NOISE_CHOICES, PROFILES, STRATEGIES, RunConfig
+from fedpriv.config import ACCOUNTANTS, DEFAULT_MODEL, DP_MODES, DP_SCOPE_COVERS, DP_SCOPE_HELP, DP_SCOPES, DP_STEP_HELP, DP_STEP_SIZES, GRAD_SAMPLE_MODES, NOISE_CHOICES, PROFILES, STRATEGIES, RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -183,9 +183,18 @@ def print_summary(out: Path, metrics: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from fedpriv.device_log import device_metrics, fill_from_logs
+
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
     privacy = metrics["privacy"]["record_level"]
-    table = Table(title=f"round {last['round']}: held-out perplexity, bits per byte and record-level ε (DP mode {metrics['privacy']['mode']})")
+    state_dir = metrics["config"].get("state_dir")
+    if state_dir:  # under DP the held-out metrics stay in the devices' logs, which a simulation has at hand
+        clients = {e["client_id"]: e for e in last["clients"]}
+        rounds, _, _ = fill_from_logs({last["round"]: clients}, {}, device_metrics(Path(state_dir)))
+        last = {**last, "clients": [rounds[last["round"]][c] for c in sorted(clients)]}
+    scope = metrics["config"].get("dp_scope", "all")
+    table = Table(title=f"round {last['round']}: held-out perplexity, bits per byte and record-level ε "
+                        f"(DP mode {metrics['privacy']['mode']}; ε covers {DP_SCOPE_COVERS[scope]}: dp-scope {scope})")
     for column in ("client", "perplexity", "bits/byte", "ε", "δ", "steps"):
         table.add_column(column)
     for entry in last["clients"]:

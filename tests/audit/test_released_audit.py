@@ -5,8 +5,8 @@ from __future__ import annotations
 from audit.released import audit_released
 
 
-def _metrics(mode: str, train_fields: dict[str, dict[str, int]], secure: bool = False) -> dict:
-    return {"config": {"secure_aggregation": secure}, "privacy": {"mode": mode},
+def _metrics(mode: str, train_fields: dict[str, dict[str, int]], secure: bool = False, **privacy) -> dict:
+    return {"config": {"secure_aggregation": None}, "privacy": {"mode": mode, "secure_aggregation": secure, **privacy},
             "released": {"train": {name: {"mechanisms": m} for name, m in train_fields.items()}}}
 
 
@@ -31,3 +31,15 @@ def test_without_dp_nothing_fails_and_central_client_dp_is_noted():
 
 def test_a_run_without_a_record_is_skipped():
     assert audit_released({"privacy": {"mode": "record"}}).status == "skipped"
+
+
+def test_every_noise_generator_is_listed_and_a_seeded_one_noted():
+    privacy = {"record_level": {"h0": {"noise_source": "ChaCha20 CSPRNG keyed from the OS"}, "h1": {"noise_source": "seeded torch generator"},
+                                "h2": {}},
+               "client_level": {"noise_source": "ChaCha20 CSPRNG keyed from the OS"}}
+    check = audit_released(_metrics("both", {"arrays": {"dp-fedavg+secagg": 3}}, secure=True, **privacy))
+    assert check.status == "pass"
+    generators = check.details["noise_generators"]
+    assert set(generators) == {"device h0", "device h1", "device h2", "server (client-level DP)"}
+    notes = {f.subject: f.message for f in check.findings}
+    assert "deployment needs noise=secure" in notes["noise:device h1"] and "not recorded" in notes["noise:device h2"]

@@ -10,11 +10,13 @@ from client.client_app import app as client_app
 from client.dp_training import encode, evaluate, train_locally
 from client.privacy_ledger import PrivacyLedger
 from fedpriv.config import RunConfig
+from fedpriv.device_log import read_entries
+from fedpriv.released import DECLARATION, UNCOVERED, released_fields
 from fedpriv.modeling import adapter_state, build_lora_model, initial_adapter_state, load_base_model, load_tokenizer, state_num_bytes
 from simulations.synthetic import generate_federation, write_federation
 from tests.fakes import ensure_task_identity
 
-REQUIRED_METRICS = {"train_loss", "num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "learning_rate"}
+REQUIRED_METRICS = {"num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "learning_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_reply_carries_only_the_trainable_lora_tensors(data_dir) -> None:
     initial = ArrayRecord(initial_adapter_state(config))
     reply = client_app(_instruction(config, initial, 1), _context())
     assert not reply.has_error(), reply.error
-    assert set(reply.content.keys()) == {"arrays", "metrics", "client"}
+    assert set(reply.content.keys()) == {"arrays", "metrics", "client", DECLARATION}
     sent = reply.content["arrays"].to_torch_state_dict()
     model = build_lora_model(config)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -121,3 +123,35 @@ def test_dp_training_changes_the_adapter_and_improves_held_out_loss(data_dir) ->
     loss_after, _ = evaluate(model, held_out)
     assert loss_after < loss_before - 0.02, (loss_before, loss_after)
     assert ledger.epsilon(config.delta) > 0
+
+
+@pytest.mark.parametrize("dp", ["record", "client"])
+def test_a_reply_under_dp_carries_no_metric_outside_the_declared_list(data_dir, tmp_path, dp) -> None:
+    """Under DP the losses and held-out metrics stay in the device's own log; every field sent is
+    declared with a mechanism that covers it."""
+    config = _config(data_dir, dp=dp, state_dir=str(tmp_path / "devices"))
+    context = _context()
+    train = client_app(_instruction(config, ArrayRecord(initial_adapter_state(config)), 1), context)
+    evaluation = client_app(_instruction(config, train.content["arrays"], 1, kind="evaluate"), context)
+    for reply, kept in ((train, {"train_loss", "start_perplexity"}), (evaluation, {"eval_loss", "eval_perplexity", "eval_bits_per_byte"})):
+        assert not reply.has_error(), reply.error
+        fields = released_fields(reply.content)
+        assert not {f: m for f, m in fields.items() if m in UNCOVERED}, fields
+        sent = set(reply.content["metrics"].keys())
+        assert sent <= {"num-examples", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "round_steps", "learning_rate"}
+        assert not kept & sent
+    assert released_fields(train.content)["arrays"] == ("dp-sgd" if dp == "record" else "dp-fedavg")
+    if dp == "record":
+        assert train.content["client"]["dp-noise-source"]  # the generator of the DP-SGD noise, named
+    client_id = train.content["client"]["client-id"]
+    logged = read_entries(tmp_path / "devices" / client_id)
+    assert [(e["phase"], e["round"]) for e in logged] == [("train", 1), ("evaluate", 1)]
+    assert logged[0]["metrics"]["train_loss"] > 0 and logged[1]["metrics"]["eval_perplexity"] > 1
+
+
+def test_without_dp_everything_is_sent_and_declared_unprotected(data_dir) -> None:
+    config = _config(data_dir, dp="none")
+    reply = client_app(_instruction(config, ArrayRecord(initial_adapter_state(config)), 1), _context())
+    fields = released_fields(reply.content)
+    assert "train_loss" in reply.content["metrics"] and fields["metrics.train_loss"] == "none" and fields["arrays"] == "none"
+    assert fields["client.client-id"] == "public"

@@ -80,7 +80,7 @@ def _malformed_cases(msgs: dict[int, Message]):
     cases.append((110, make_reply(msgs[110], arrays_for(110), num_examples=10**9), "over the cap"))
     cases.append((111, make_reply(msgs[111], arrays_for(111), server_round=0), "stale round"))
     metrics = default_metrics()
-    del metrics["train_loss"]
+    del metrics["num-examples"]
     cases.append((112, make_reply(msgs[112], arrays_for(112), metrics=metrics), "missing metric keys"))
     cases.append((113, make_reply(msgs[113], arrays_for(113), drop=["client"]), "missing 'client'"))
     cases.append((114, Message(Error(code=0, reason="client crashed"), reply_to=msgs[114]), "error reply"))
@@ -177,10 +177,10 @@ def test_dp_metric_keys_required_on_request():
     replies = [make_reply(msgs[1], _trained(msgs[1], 1), metrics=metrics), make_reply(msgs[2], _trained(msgs[2], 2))]
     strategy.aggregate_train(1, replies)
     assert strategy.rejections[1] == [(1, "missing metric keys: epsilon")]
-    # Without the option, the base keys (train_loss, num-examples) suffice.
+    # Without the option, the base key (num-examples) suffices: under DP the losses stay on the device.
     lenient = _strategy()
     msgs = _configure(lenient, [1], initial)
-    lenient.aggregate_train(1, [make_reply(msgs[1], _trained(msgs[1], 1), metrics={"train_loss": 0.5, "num-examples": 3})])
+    lenient.aggregate_train(1, [make_reply(msgs[1], _trained(msgs[1], 1), metrics={"num-examples": 3})])
     assert lenient.accepted[1] == [1]
 
 
