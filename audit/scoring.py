@@ -15,7 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from client.dp_training import encode, per_record_loss
-from client.personalize import BaseModelCache, complete_adapter, load_global_adapter
+from client.device import BaseModelCache, device_model
+from client.personalize import load_global_adapter
+from fedpriv.adapter_parts import ClientPlan
 from fedpriv.config import RunConfig
 from fedpriv.modeling import adapter_state, load_adapter_state, load_tokenizer
 
@@ -34,10 +36,9 @@ class RunModels:
         return self.cache.lora_model(self.config)  # a fresh adapter: B = 0, so exactly the base model
 
     def global_model(self):
-        model = self.cache.lora_model(self.config)
+        # a run's saved global adapter holds every LoRA tensor: nothing to rebuild, no private part
         state = load_global_adapter(self.run_dir / "adapters" / "final")
-        load_adapter_state(model, complete_adapter(adapter_state(model), state, self.mode, None, self.config))
-        return model
+        return device_model(self.cache, self.config, ClientPlan(mode=self.mode), state, None)
 
     def personalized(self, client_id: str):
         """The device's personalized (private) adapter, or None if it was not personalized."""

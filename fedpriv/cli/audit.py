@@ -64,15 +64,17 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _print(checks, report: Path, console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="privacy audit")
     for column in ("check", "status", "summary"):
         table.add_column(column, overflow="fold")
     colours = {"pass": "green", "fail": "bold red", "skipped": "dim"}
     for check in checks:
-        table.add_row(check.name, f"[{colours.get(check.status, '')}]{check.status}[/]", check.summary)
+        # Text, not markup: summaries and findings hold client ids and field names from the devices.
+        table.add_row(Text(check.name), Text(check.status, style=colours.get(check.status, "")), Text(check.summary))
         for finding in check.findings:
-            table.add_row("", f"[{colours.get(finding.severity, '')}]{finding.severity}[/]", f"{finding.subject}: {finding.message}")
+            table.add_row("", Text(finding.severity, style=colours.get(finding.severity, "")), Text(f"{finding.subject}: {finding.message}"))
     console.print(table)
     console.print(f"report: {report} (audit.json and plots next to it)")
     print("FAIL" if any(c.failed for c in checks) else "PASS", file=sys.stdout)

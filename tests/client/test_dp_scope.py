@@ -16,7 +16,7 @@ from fedpriv.errors import ConfigError
 
 def _config(**overrides) -> RunConfig:
     values = dict(dp="record", target_epsilon=8.0, rounds=5, local_epochs=2, finetune_epochs=5, batch_size=16,
-                  max_seq_len=24, accountant="rdp", seed=0)
+                  max_seq_len=24, accountant="rdp", seed=0, dp_scope="all")
     values.update(overrides)
     return RunConfig(**values).validated()
 

@@ -19,7 +19,7 @@ from simulations.synthetic import generate_federation
 
 def _config(**overrides) -> RunConfig:
     values = dict(dp="record", noise_multiplier=4.0, target_epsilon=0.0, learning_rate=0.02, batch_size=16, local_epochs=1,
-                  max_seq_len=24, max_grad_norm=0.3, accountant="rdp", seed=0)
+                  max_seq_len=24, max_grad_norm=0.3, accountant="rdp", seed=0, dp_scope="all")
     values.update(overrides)
     return RunConfig(**values).validated()
 

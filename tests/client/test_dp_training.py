@@ -17,7 +17,7 @@ from simulations.synthetic import generate_federation
 
 def _config(**overrides) -> RunConfig:
     values = dict(dp="record", target_epsilon=4.0, rounds=2, local_epochs=1, finetune_epochs=1, batch_size=8, max_seq_len=24,
-                  learning_rate=1e-2, accountant="rdp", seed=0)
+                  learning_rate=1e-2, accountant="rdp", seed=0, dp_scope="all")
     values.update(overrides)
     return RunConfig(**values).validated()
 

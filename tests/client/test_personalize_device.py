@@ -17,6 +17,7 @@ from client.privacy_ledger import PrivacyLedger
 from fedpriv.adapter_parts import CONFIG_MODE
 from fedpriv.cli import main
 from fedpriv.config import RunConfig
+from fedpriv.released import DECLARATION
 from fedpriv.modeling import initial_adapter_state
 from simulations.synthetic import generate_federation, write_federation
 from tests.fakes import ensure_task_identity
@@ -32,7 +33,7 @@ def _data_file(tmp_path):
 
 
 def _config(**overrides) -> RunConfig:
-    values = dict(rounds=1, local_epochs=1, finetune_epochs=1, batch_size=8, max_seq_len=32, learning_rate=2e-2, dp="none", seed=0)
+    values = dict(rounds=1, local_epochs=1, finetune_epochs=1, batch_size=8, max_seq_len=32, learning_rate=2e-2, dp="none", seed=0, dp_scope="all")
     values.update(overrides)
     return RunConfig(**values).validated()
 
@@ -75,7 +76,7 @@ def test_device_keeps_exactly_the_global_adapter_it_received_and_the_config(tmp_
         sent = {k: v for k, v in sent.items() if "lora_A" in k}  # the server sends a fedsa device only A
     reply = client_app(_message(config, sent, 1, "train", mode), _device_context(data_file, state_dir))
     assert not reply.has_error(), reply.error
-    assert set(reply.content.keys()) == {"arrays", "metrics", "client"}  # nothing new sent to the server
+    assert set(reply.content.keys()) == {"arrays", "metrics", "client", DECLARATION}  # nothing new sent to the server
 
     folder = state_dir / CLIENT
     kept = DeviceFolder(folder).load_received_global().state

@@ -12,6 +12,7 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 from client.secagg_app import INPUT_RECORD, STATE_RECORD, secure_train
 from fedpriv.config import RunConfig
+from fedpriv.released import DECLARATION
 from fedpriv.secagg.errors import ProtocolError
 from fedpriv.secagg.layout import VectorLayout
 from fedpriv.secagg.messages import MASKED_INPUT, SHARE_KEYS
@@ -79,7 +80,8 @@ def test_the_update_is_kept_clipped_in_the_update_space_and_deleted_once_masked(
     training = FakeTraining()
     replies = {n: secure_train(_setup_message(n, server, plan, adapter), contexts[n], training) for n in NODES}
     for node, reply in replies.items():
-        assert set(reply.content) == {"metrics", "client", SECAGG_RECORD}  # no arrays, ever
+        assert set(reply.content) == {"metrics", "client", SECAGG_RECORD, DECLARATION}  # no arrays, ever
+        assert not reply.content.array_records and "arrays" not in reply.content[DECLARATION]
         kept = np.frombuffer(contexts[node].state[INPUT_RECORD]["update"], dtype="<f8")
         # Clipped to the L2 bound less the margin that keeps it within the bound once quantized.
         spec = server.quantization
