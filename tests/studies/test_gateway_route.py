@@ -8,7 +8,7 @@ import pytest
 
 from client.gateway.local_model import DEFAULT_MODEL_DIR
 from simulations.studies.gateway_route.run import Prompt, load_prompts
-from simulations.studies.gateway_route.scoring import Row, contains_keyword, exact_match, summarize
+from simulations.studies.gateway_route.scoring import Row, confidence_auroc, contains_keyword, exact_match, summarize
 from tests.fake_cloud import FakeCloud
 
 
@@ -17,6 +17,8 @@ def test_keywords_match_whole_words_after_normalizing():
     assert contains_keyword("It is H₂O, of course", ["H2O"])
     assert contains_keyword("About 100°C at sea level", ["100"])
     assert not contains_keyword("There are 40 of them", ["4"])
+    assert contains_keyword("The answer is 4.", ["4"]) and contains_keyword("It is 2.5.", ["2.5"])
+    assert not contains_keyword("It is 4.5", ["4"])
     assert not contains_keyword("Australia", ["Au"])
     assert not contains_keyword(None, ["Paris"]) and not contains_keyword("", ["Paris"])
     assert exact_match("The capital is Paris.", "the capital is  paris")
@@ -39,6 +41,9 @@ def test_summary_counts_at_a_threshold():
     assert (s["standin_correct_on_local"], s["keyword_agreement"], s["exact_agreement"], s["same_correctness"]) == (1, 1, 1, 1)
     assert (s["sent"], s["refused"], s["auto_correct"]) == (2, 1, 3)
     assert summarize(rows, 0.95)["answered_locally"] == 0 and summarize(rows, 0.0)["answered_locally"] == 4
+    assert confidence_auroc(rows) == 1.0  # right answers a, b above wrong ones c, d
+    assert confidence_auroc([_row("e", 0.3, "Paris", None), *rows[2:], _row("f", 0.4, "Paris", None)]) == 0.625  # (0 + 1 + ½ + 1) / 4
+    assert confidence_auroc(rows[:2]) is None
 
 
 def test_prompt_set_is_labelled():

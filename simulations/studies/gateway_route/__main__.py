@@ -30,7 +30,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts (a quick check)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the plot (default {DEFAULT_OUT})")
     parser.add_argument("--report", default=DEFAULT_REPORT, help=f"Markdown report (default {DEFAULT_REPORT}; '' = none)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no model runs: score the answers stored in OUT/results.json again (after a change to the scoring rules)")
     return parser
+
+
+def figures(rows, min_confidence: float) -> dict:
+    """Every figure of the report, from the per-prompt rows."""
+    from simulations.studies.gateway_route import scoring
+
+    return {
+        "summary": scoring.summarize(rows, min_confidence),
+        "by_category": scoring.by_category(rows, min_confidence),
+        "baselines": scoring.baselines(rows),
+        "confidence_auroc": scoring.confidence_auroc(rows),
+        "sweep": [scoring.summarize(rows, t) for t in sorted({*SWEEP, min_confidence})],
+    }
+
+
+def write_outputs(results: dict, out: Path, report_path: str) -> None:
+    from simulations.studies.gateway_route import report
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if report_path:
+        plot_path = out / "confidence.png"
+        report.plot(results, plot_path)
+        Path(report_path).write_text(report.markdown(results, os.path.relpath(plot_path, Path(report_path).parent)), encoding="utf-8")
+
+
+def rescore(out: Path, report_path: str) -> dict:
+    """The stored answers scored again with today's rules (`scoring.py`); the models do not run."""
+    from simulations.studies.gateway_route import scoring
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows = [scoring.Row(p["id"], p["category"], p["confidence"], p["local_answer"], p["cloud_answer"], p["cloud_route"], tuple(p["keywords"]))
+            for p in results["prompts"]]
+    for p, row in zip(results["prompts"], rows, strict=True):
+        p["local_correct"], p["cloud_correct"] = row.local_correct, row.cloud_correct
+        p["exact_agreement"] = scoring.exact_match(row.local_answer, row.cloud_answer)
+    results.update(figures(rows, results["summary"]["min_confidence"]))
+    note = (f"Scored again from the stored answers (`{results['command']} --rescore`) with the scoring rules of "
+            "`scoring.py` as they are now; the models did not run again.")
+    if note not in results["notes"]:
+        results["notes"].append(note)
+    write_outputs(results, out, report_path)
+    return results
 
 
 NOTES = [
@@ -58,10 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from client.gateway.local_model import LocalModel
     from client.gateway.router import Router
     from simulations.studies.comparison.reuse import machine_info
-    from simulations.studies.gateway_route import report, scoring
+    from simulations.studies.gateway_route import scoring
     from simulations.studies.gateway_route.run import PROMPTS, free_port, load_prompts, route_one, standin_server
 
     console = Console(stderr=True)
+    if args.rescore:
+        s = rescore(Path(args.out), args.report)["summary"]
+        console.print(f"rescored {Path(args.out) / 'results.json'}: {s['answered_locally']}/{s['prompts']} local, "
+                      f"{s['local_correct']} correct, keyword agreement {s['keyword_agreement']}")
+        return 0
     prompts = load_prompts(args.prompts or PROMPTS)[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,10 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "local_max_new_tokens": local_max_new_tokens,
         "standin_max_tokens": args.max_tokens,
-        "summary": scoring.summarize(rows, args.min_confidence),
-        "by_category": scoring.by_category(rows, args.min_confidence),
-        "baselines": scoring.baselines(rows),
-        "sweep": [scoring.summarize(rows, t) for t in sorted({*SWEEP, args.min_confidence})],
+        **figures(rows, args.min_confidence),
         "seconds": {
             "local_mean": round(sum(o.local_seconds for o in outcomes) / len(outcomes), 2),
             "cloud_mean": round(sum(o.cloud_seconds for o in outcomes) / len(outcomes), 2),
@@ -120,14 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p, o in zip(prompts, outcomes, strict=True)
         ],
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    plot_name = None
-    if args.report:
-        report_path = Path(args.report)
-        plot_path = out / "confidence.png"
-        report.plot(results, plot_path)
-        plot_name = os.path.relpath(plot_path, report_path.parent)
-        report_path.write_text(report.markdown(results, plot_name), encoding="utf-8")
+    write_outputs(results, out, args.report)
     s = results["summary"]
     console.print(
         f"auto at {s['min_confidence']}: {s['answered_locally']}/{s['prompts']} answered locally, {s['local_correct']} of them correct, "

@@ -76,6 +76,9 @@ def markdown(results: dict, plot_name: str | None) -> str:
         "",
         "## Other thresholds (the same answers)",
         "",
+        f"How well the confidence separates the local model's right answers from its wrong ones, over all {s['prompts']} "
+        f"prompts: AUROC {results['confidence_auroc']} (0.5 = chance, 1 = some threshold separates them perfectly).",
+        "",
         "| min confidence | answered locally | local correct | keyword agreement | `auto` correct |",
         "|---|---|---|---|---|",
     ]
@@ -121,7 +124,8 @@ def plot(results: dict, path: Path) -> None:
     ax.set_yticks(range(len(categories)), categories)
     ax.set_xlim(0, 1)
     ax.set_xlabel("local confidence (geometric-mean token probability of the greedy answer)")
-    ax.legend(loc="upper left", fontsize="small", frameon=False)
+    ax.set_ylim(-0.5, len(categories) - 0.5 + 0.8)  # room for the legend above the top row
+    ax.legend(loc="upper left", fontsize="small", frameon=False, ncol=3)
     ax.set_title(f"auto on {results['model']}: answered locally at or right of the line", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -20,7 +20,7 @@ _NON_WORD = re.compile(r"[^\w²₂^*.+-]+")
 def normalize(text: str) -> str:
     """NFKC, lower case, punctuation except the characters formulas use turned into spaces, one space."""
     folded = unicodedata.normalize("NFKC", text).lower()
-    folded = re.sub(r"(?<!\d)[.](?!\d)", " ", folded)  # sentence full stops, not decimal points
+    folded = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", folded)  # full stops, not decimal points ("is 4." -> "is 4")
     return " ".join(_NON_WORD.sub(" ", folded).split())
 
 
@@ -98,3 +98,15 @@ def baselines(rows: Sequence[Row]) -> dict:
         "standin_refused": sum(r.cloud_route == "refused" for r in rows),
         "prompts": len(rows),
     }
+
+
+def confidence_auroc(rows: Sequence[Row]) -> float | None:
+    """How well the local confidence ranks the local model's right answers above its wrong ones: the
+    chance that a random right answer has higher confidence than a random wrong one (ties count
+    half; 0.5 = no better than chance, 1 = a threshold separates them perfectly)."""
+    right = [r.confidence for r in rows if r.local_correct]
+    wrong = [r.confidence for r in rows if not r.local_correct]
+    if not right or not wrong:
+        return None
+    wins = sum((a > b) + 0.5 * (a == b) for a in right for b in wrong)
+    return round(wins / (len(right) * len(wrong)), 4)
