@@ -26,7 +26,7 @@ from typing import Any
 
 from client.gateway.cloud import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, CloudClient
 from client.gateway.keys import DeviceKey, ensure_state_dir
-from client.gateway.local_model import DEFAULT_LOCAL_MODEL, LocalAnswer, LocalModel, LocalModelError
+from client.gateway.local_model import DEFAULT_LOCAL_MAX_NEW_TOKENS, DEFAULT_LOCAL_MODEL, LocalAnswer, LocalModel, LocalModelError
 from client.gateway.outgoing_log import LOG_NAME, OutgoingLog
 from client.gateway.router import (
     DEFAULT_MAX_RESIDUAL_RISK,
@@ -145,7 +145,7 @@ class GatewayOptions:
     max_residual_risk: float = DEFAULT_MAX_RESIDUAL_RISK
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     max_tokens: int = DEFAULT_MAX_TOKENS
-    local_max_new_tokens: int = 64
+    local_max_new_tokens: int = DEFAULT_LOCAL_MAX_NEW_TOKENS
 
 
 class Gateway:

@@ -23,6 +23,8 @@ from fedpriv.errors import FedprivError
 from fedpriv.models.registry import installed_model_dir
 
 DEFAULT_LOCAL_MODEL = "default"
+# Long enough for a short answer; confidence is the mean over these tokens, and each costs a forward pass.
+DEFAULT_LOCAL_MAX_NEW_TOKENS = 64
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "fedpriv" / "assets" / "default-model"
 
 
@@ -73,7 +75,7 @@ class LocalAnswer:
 class LocalModel:
     """Lazily loaded causal LM + tokenizer, greedy decoding with per-token confidence."""
 
-    def __init__(self, spec: str | None = DEFAULT_LOCAL_MODEL, *, max_new_tokens: int = 64, system_prompt: str | None = None) -> None:
+    def __init__(self, spec: str | None = DEFAULT_LOCAL_MODEL, *, max_new_tokens: int = DEFAULT_LOCAL_MAX_NEW_TOKENS, system_prompt: str | None = None) -> None:
         self.spec = spec
         self.max_new_tokens = max_new_tokens
         self.system_prompt = system_prompt

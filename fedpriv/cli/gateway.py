@@ -67,7 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--max-retries", type=_non_negative_int, default=2, help="retries on 5xx/timeout/connection errors (default: 2)")
     ask.add_argument("--local-model", default="default",
                      help='on-device model: "default", an installed model (`fedpriv model list`), a directory or a cached HF id')
-    ask.add_argument("--min-confidence", type=_fraction, default=0.5, help="auto: answer locally at or above this confidence (default: 0.5)")
+    ask.add_argument("--local-max-tokens", type=_positive_int, default=64,
+                     help="longest local answer, in tokens; auto's confidence is measured over it (default: 64)")
+    ask.add_argument("--min-confidence", type=_fraction, default=0.5,
+                     help="auto: answer locally when the local answer's geometric-mean token probability is at least this (default: 0.5)")
     ask.add_argument("--max-residual-risk", type=_fraction, default=0.2, help="refuse to send above this residual risk (default: 0.2)")
     ask.add_argument("--max-prompt-chars", type=_positive_int, default=8000, help="longest accepted prompt (default: 8000)")
     ask.add_argument("--max-tokens", type=_positive_int, default=256, help="max tokens of the cloud answer (default: 256)")
@@ -150,6 +153,7 @@ def build_gateway(args: argparse.Namespace, **overrides: Any):
         max_residual_risk=args.max_residual_risk,
         min_confidence=args.min_confidence,
         max_tokens=args.max_tokens,
+        local_max_new_tokens=args.local_max_tokens,
     )
     return gw.Gateway.from_options(options, **overrides)
 
