@@ -30,8 +30,10 @@ on Ray, a fresh run folder per configuration), then on each client's held-out sp
 Reported per (profile, ε, strategy): the share of clients whose personalized perplexity is below both
 their global-only and their local-only perplexity (goal ≥ 80 %); the personalization gain
 `mean_c [min(global_c, local_c) − personalized_c]` (perplexity points) and at ε = 8 the fraction of
-the non-private gain kept, gain(ε=8) / gain(no DP) (goal ≥ 80 %); and the bytes each strategy
-uploads per round (from metrics.json `rounds[*].upload_bytes`). Writes `<out>/results.json`, PNG
+the non-private gain kept, gain(ε=8) / gain(no DP) (goal ≥ 80 %); every held-out perplexity also in
+bits per byte (from each client's held-out token and byte counts, recorded in results.json), which
+compares across tokenizers; and the bytes each strategy uploads per round (from metrics.json
+`rounds[*].upload_bytes`). Writes `<out>/results.json`, PNG
 plots in `<out>/` and a Markdown report (`docs/studies/comparison.md` for the default
 `--out docs/studies/comparison`). The pieces live in `simulations.studies.comparison`; this module is the
 command line.

@@ -113,3 +113,28 @@ def gain_kept(summary: dict[tuple[str, str, str], dict[str, Any]], epsilon: floa
             "goal_met": ratio is not None and ratio >= GOAL_GAIN_KEPT,
         }
     return out
+
+
+def bits_per_byte_of(perplexity: float, held_out: dict[str, Any]) -> float:
+    """A client's held-out perplexity in bits per byte, from its held-out token and byte counts
+    (results.json `profiles.<p>.clients.<id>`): ln(perplexity) is the mean token NLL."""
+    from client.dp_training import bits_per_byte
+
+    return bits_per_byte(math.log(perplexity) * held_out["held_out_tokens"], held_out["held_out_bytes"])
+
+
+def bits_per_byte_summary(results: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Per (profile, ε label, strategy): mean over clients of the held-out bits per byte of the base
+    model, global-only, local-only and personalized, and the gain in bits per byte (the better
+    baseline's minus personalized). {} for a profile whose byte counts were not recorded."""
+    groups: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for row in client_rows(results):
+        held_out = results["profiles"][row.profile]["clients"][row.client_id]
+        if "held_out_bytes" not in held_out:
+            continue
+        bpb = {name: bits_per_byte_of(ppl, held_out) for name, ppl in (
+            ("base", held_out["base_perplexity"]), ("global_only", row.global_only), ("local_only", row.local_only),
+            ("personalized", row.personalized))}
+        bpb["gain"] = min(bpb["global_only"], bpb["local_only"]) - bpb["personalized"]
+        groups.setdefault((row.profile, epsilon_label(row.epsilon), row.strategy), []).append(bpb)
+    return {key: {name: statistics.fmean(c[name] for c in group) for name in group[0]} for key, group in groups.items()}

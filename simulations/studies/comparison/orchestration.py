@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fedpriv.config import RunConfig
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 from simulations.studies.comparison import workers
 from simulations.studies.comparison.formatting import config_sort_key, epsilon_label, json_ready
@@ -28,6 +29,18 @@ from simulations.studies.comparison.settings import Settings
 def load_clients(data_dir: Path, settings: Settings) -> list[ClientSplit]:
     """Every client's train / held-out split, exactly as its device splits it (`split_client_file`)."""
     return [split_client_file(path, settings.eval_fraction, settings.seed) for path in list_client_files(data_dir)]
+
+
+def held_out_sizes(config: RunConfig, clients: list[ClientSplit]) -> list[dict[str, int]]:
+    """Per client: the tokens `evaluate` scores on its held-out split and the UTF-8 bytes they cover,
+    so every held-out perplexity of the comparison converts to bits per byte, which (unlike
+    perplexity) compares across tokenizers (`goals.bits_per_byte_of`)."""
+    from client.dp_training import encode, evaluated_text_bytes, target_token_count
+    from fedpriv.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    return [{"held_out_tokens": target_token_count(encode(tokenizer, c.held_out, config.max_seq_len)),
+             "held_out_bytes": evaluated_text_bytes(tokenizer, c.held_out, config.max_seq_len)} for c in clients]
 
 
 def prepare_data(profile: str, settings: Settings, runs_dir: Path) -> Path:
@@ -63,10 +76,12 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
     clients = load_clients(data_dir, settings)
     probe = settings.run_config(profile, None, settings.strategies[0], str(data_dir), "")
     base = list(pool.map(workers.task_base, [probe] * len(clients), clients))
+    sizes = held_out_sizes(probe, clients)
     section: dict[str, Any] = {
         "data_dir": str(data_dir),
         "clients": {
-            c.client_id: {"train_records": len(c.train), "held_out_records": len(c.held_out), "base_perplexity": b} for c, b in zip(clients, base)
+            c.client_id: {"train_records": len(c.train), "held_out_records": len(c.held_out), "base_perplexity": b, **size}
+            for c, b, size in zip(clients, base, sizes)
         },
         "epsilons": {},
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 from fedpriv.config import DP_SCOPE_COVERS, DP_STEP_RULES
 from simulations.studies.comparison.formatting import config_sort_key, fmt_eps, fmt_optional, md_table, pct, spread
-from simulations.studies.comparison.goals import GAIN_KEPT_EPSILON, GOAL_GAIN_KEPT, GOAL_WIN_SHARE
+from simulations.studies.comparison.goals import GAIN_KEPT_EPSILON, GOAL_GAIN_KEPT, GOAL_WIN_SHARE, bits_per_byte_summary
 from simulations.studies.comparison.reuse import as_recorded_now
 
 ANALYSIS_START = "<!-- analysis: kept when the report is regenerated -->"
@@ -241,6 +241,7 @@ def write_report(results: dict[str, Any], report: Path, out: Path, plots: list[P
         "its fine-tuning (federation + fine-tuning; local-only spends the same).",
         "",
         *_gain_kept_section(results),
+        *_bits_per_byte_section(results),
         *_selection_section(results),
         "### Bytes uploaded per round",
         "",
@@ -292,6 +293,18 @@ def _gain_kept_section(results: dict[str, Any]) -> list[str]:
             md_table(["profile", "strategy", "gain without DP", f"gain at ε={GAIN_KEPT_EPSILON:g}", "kept", "goal"],
                      [[i["profile"], i["strategy"], f"{i['gain_non_private']:+.2f}", f"{i['gain_private']:+.2f}", pct(i["kept"]),
                        "met" if i["goal_met"] else "missed"] for i in results["gain_kept"]]), ""]
+
+
+def _bits_per_byte_section(results: dict[str, Any]) -> list[str]:
+    summary = bits_per_byte_summary(results)
+    if not summary:  # results made before the held-out byte counts were recorded
+        return []
+    rows = [[p, fmt_eps(label), st, f"{v['base']:.3f}", f"{v['global_only']:.3f}", f"{v['local_only']:.3f}", f"{v['personalized']:.3f}",
+             f"{v['gain']:+.3f}"] for (p, label, st), v in sorted(summary.items(), key=lambda item: config_sort_key(item[0]))]
+    return ["### Held-out bits per byte", "",
+            "The same held-out losses per UTF-8 byte of the text scored (mean over clients; `client.dp_training.bits_per_byte`): "
+            "unlike perplexity, this compares across tokenizers. Gain = the better baseline's minus personalized (> 0 = better).", "",
+            md_table(["profile", "privacy", "strategy", "base", "global-only", "local-only", "personalized", "gain (bits/byte)"], rows), ""]
 
 
 def selection_rows(results: dict[str, Any]) -> list[list[str]]:

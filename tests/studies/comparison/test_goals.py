@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from simulations.studies.comparison.goals import ClientRow, client_rows, gain_kept, personalized_wins, summarize
+from simulations.studies.comparison.goals import (
+    ClientRow,
+    bits_per_byte_summary,
+    client_rows,
+    gain_kept,
+    personalized_wins,
+    summarize,
+)
 
 
 def _rows():
@@ -84,3 +91,20 @@ def test_client_rows_use_the_best_global_adapter_per_client():
     assert rows[("ffa", "b")].global_only == 11.0
     assert not personalized_wins(rows[("ffa", "b")])  # 10 > local 9
     assert personalized_wins(rows[("fedsa", "b")])
+
+
+def test_bits_per_byte_convert_each_clients_perplexity_with_its_own_token_and_byte_counts():
+    # a scores 10 tokens over 40 bytes, b 20 over 40: log2(perplexity) x tokens / bytes
+    clients = {"a": {"base_perplexity": 16.0, "held_out_tokens": 10, "held_out_bytes": 40},
+               "b": {"base_perplexity": 16.0, "held_out_tokens": 20, "held_out_bytes": 40}}
+    entry = {"epsilon": None, "local_only": {"a": {"perplexity": 4.0}, "b": {"perplexity": 8.0}},
+             "runs": {"fedavg": {"clients": {"a": {"global_only": 8.0, "personalized": 2.0}, "b": {"global_only": 4.0, "personalized": 2.0}}}}}
+    results = {"profiles": {"hospital": {"clients": clients, "epsilons": {"none": entry}}}}
+    summary = bits_per_byte_summary(results)
+    # a: base 1.0, global 0.75, local 0.5, personalized 0.25 (gain 0.25); b: 2.0, 1.0, 1.5, 0.5 (gain 0.5)
+    assert summary[("hospital", "none", "fedavg")] == pytest.approx(
+        {"base": 1.5, "global_only": 0.875, "local_only": 1.0, "personalized": 0.375, "gain": 0.375})
+    # results made before the byte counts were recorded have no such table
+    for c in clients.values():
+        del c["held_out_bytes"]
+    assert bits_per_byte_summary(results) == {}

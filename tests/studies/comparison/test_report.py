@@ -76,6 +76,7 @@ def test_the_report_states_the_goals_and_keeps_its_analysis_when_regenerated(tmp
     # gain: no DP mean(15 − 10, 15 − 12) = 4; ε = 8 mean(20 − 18, 20 − 25) = −1.5; kept −1.5 / 4
     assert "**hospital / fedavg: gain kept at ε=8 = -38% — goal missed** (-1.50 vs +4.00 perplexity points without DP)." in text
     assert "## Analysis\n\n_(not written yet)_" in text
+    assert "### Held-out bits per byte" not in text  # the made-up clients have no byte counts
     written = text.replace("## Analysis\n\n_(not written yet)_", "## Analysis\n\nWhat the numbers mean.")
     report.write_text(written)
     write_report(results, report, tmp_path, [])
@@ -96,3 +97,13 @@ def test_selection_rows_report_what_each_device_chose_without_dp():
     }}}}
     # ffa ran the fixed protocol (e.g. --validation-fraction 0) and DP runs never select: neither is listed.
     assert selection_rows(results) == [["phone", "fedavg", "11.00 (min 9, max 13)", "8.00 (min 4, max 12)", "0.17 (min 0.1, max 0.25)", "1/2"]]
+
+
+def test_the_report_gives_held_out_bits_per_byte_when_the_byte_counts_are_recorded(tmp_path):
+    results = _results()
+    for client in results["profiles"]["hospital"]["clients"].values():
+        client.update(held_out_tokens=100, held_out_bytes=400)
+    text = write_report(finalize(results), tmp_path / "report.md", tmp_path, []).read_text()
+    table = text.split("### Held-out bits per byte", 1)[1]
+    # no DP: base log2(700)/4, global-only log2(20)/4, local-only log2(15)/4, personalized mean(log2 10, log2 12)/4
+    assert "| hospital | no DP | fedavg | 2.363 | 1.080 | 0.977 | 0.863 | +0.113 |" in table
