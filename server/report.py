@@ -181,8 +181,9 @@ def write_report(record: RunRecord, state_dir: Path | None = None) -> Path:
         lines.append("Resumed from its checkpoint at " + ", ".join(f"round {r['from_round']}" for r in record.resumes) + ".")
     figure = f"![perplexity and epsilon per round]({png.name})" if png is not None else f"(no plot: {markdown_text(plot_failure)})"
     lines += ["", figure, "", f"## Final round ({last_round})", ""]
-    lines.append("| client | initial ppl | final ppl | ε | δ | σ | q | DP-SGD steps | step size |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    # bits per byte next to perplexity: perplexity depends on the tokenizer, bits per byte does not
+    lines.append("| client | initial ppl | final ppl | final bits/byte | ε | δ | σ | q | DP-SGD steps | step size |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     final = record.rounds.get(last_round, {})
     for client_id in sorted(final):
         entry = final[client_id]
@@ -194,6 +195,7 @@ def write_report(record: RunRecord, state_dir: Path | None = None) -> Path:
             return "∞" if math.isinf(value) else format(value, spec)
         lines.append(
             f"| {markdown_text(client_id)} | {fmt(baseline.get(client_id))} | {fmt(entry.get('eval_perplexity'))} | "
+            f"{fmt(entry.get('eval_bits_per_byte'), '.3f')} | "
             f"{fmt(privacy.get('epsilon'), '.3f')} | {fmt(privacy.get('delta'), 'g')} | {fmt(privacy.get('noise_multiplier'), '.3f')} | "
             f"{fmt(privacy.get('sample_rate'), '.4f')} | {privacy.get('steps', '–')} | {fmt(entry.get('learning_rate'), '.3g')} |"
         )

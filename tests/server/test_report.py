@@ -35,7 +35,7 @@ def test_ids_that_look_like_mathtext_or_markdown_are_shown_as_written(tmp_path: 
     assert len(rows) == 3
     assert rows[1].startswith(r"| phone-\$\\frac\{1\$ |") and rows[2].startswith(r"| ward\|3\_\*x\*\_\[link\]")
     for row in rows:
-        assert row.count(" | ") == 8  # no cell split by a "|" in the id: 9 cells, 8 inner separators
+        assert row.count(" | ") == 9  # no cell split by a "|" in the id: 10 cells, 9 inner separators
     # Markup characters are backslash-escaped: no link, no HTML tag, no emphasis survives.
     assert not re.search(r"(?<!\\)\]\(|(?<!\\)<b|(?<!\\)\*x", "\n".join(rows))
 
@@ -95,3 +95,22 @@ def test_a_failing_plot_still_leaves_the_report(tmp_path: Path, monkeypatch: pyt
     report_module.write_report(RunRecord.from_json(RunConfig(**data["config"]), out, data))
     report = (out / "report.md").read_text()
     assert "(no plot: RuntimeError: no display)" in report and "| c1 |" in report
+
+
+def test_under_dp_the_report_reads_the_held_out_metrics_from_the_device_logs(tmp_path: Path) -> None:
+    """metrics.json holds what the server received; a simulation's report completes it from the
+    devices' own logs, and says so, and never overwrites what the server recorded."""
+    from server.report import write_report
+    from server.run_record import RunRecord
+    from fedpriv.device_log import append_entry
+
+    config = RunConfig(num_clients=1, rounds=1, out=str(tmp_path)).validated()
+    record = RunRecord(config=config, out_dir=tmp_path)
+    record.rounds[1] = {"c0": {"client_id": "c0", "trained": True, "epsilon": 1.5}}
+    append_entry(tmp_path / "devices" / "c0", "evaluate", 0, {"eval_perplexity": 40.0})
+    append_entry(tmp_path / "devices" / "c0", "evaluate", 1, {"eval_perplexity": 25.5, "eval_bits_per_byte": 3.25, "epsilon": 99.0})
+    without = write_report(record).read_text()
+    assert "| c0 | – | – | – |" in without and "device_log.jsonl" not in without
+    report = write_report(record, tmp_path / "devices").read_text()
+    assert "| c0 | 40.00 | 25.50 | 3.250 |" in report and "device_log.jsonl" in report
+    assert record.rounds[1]["c0"] == {"client_id": "c0", "trained": True, "epsilon": 1.5}  # the record itself unchanged

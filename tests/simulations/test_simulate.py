@@ -114,7 +114,7 @@ def test_three_clients_two_rounds(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "perplexity_epsilon.png" in report and "ε" in report and "device_log.jsonl" in report
     final_rows = [line for line in report.splitlines() if line.startswith("| hospital-")]
-    assert len(final_rows) == 3 and all(line.split("|")[3].strip() not in ("", "–") for line in final_rows)  # final ppl, from the logs
+    assert len(final_rows) == 3 and all(cell.strip() not in ("", "–") for line in final_rows for cell in line.split("|")[3:5])  # final ppl and bits/byte, from the logs
     assert (out / "perplexity_epsilon.png").stat().st_size > 10_000
 
     # Personalization on the devices: under the default dp-scope uploads it never leaves the device,
