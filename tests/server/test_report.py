@@ -100,9 +100,9 @@ def test_a_failing_plot_still_leaves_the_report(tmp_path: Path, monkeypatch: pyt
 def test_under_dp_the_report_reads_the_held_out_metrics_from_the_device_logs(tmp_path: Path) -> None:
     """metrics.json holds what the server received; a simulation's report completes it from the
     devices' own logs, and says so, and never overwrites what the server recorded."""
+    from fedpriv.device_log import append_entry
     from server.report import write_report
     from server.run_record import RunRecord
-    from fedpriv.device_log import append_entry
 
     config = RunConfig(num_clients=1, rounds=1, out=str(tmp_path)).validated()
     record = RunRecord(config=config, out_dir=tmp_path)
