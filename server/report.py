@@ -89,7 +89,9 @@ def plot(record: RunRecord, path: Path) -> Path:
     else:
         ax_eps.text(0.5, 0.5, "DP disabled: no ε", ha="center", va="center", transform=ax_eps.transAxes)
         ax_eps.set(title="Record-level ε", xticks=[], yticks=[])
-    if len(perplexity) <= 12:
+    if not perplexity:  # a deployment under DP: the held-out metrics stayed on the devices
+        ax_ppl.text(0.5, 0.5, "held-out metrics kept on the devices (DP)", ha="center", va="center", transform=ax_ppl.transAxes)
+    elif len(perplexity) <= 12:
         ax_ppl.legend(fontsize=7)
     from matplotlib.ticker import MaxNLocator
 
@@ -174,6 +176,11 @@ def write_report(record: RunRecord, state_dir: Path | None = None) -> Path:
                      f"adapter with at least {participation['min_train_nodes']} valid replies (`min-train-nodes`) and evaluates "
                      f"with at least {participation['min_evaluate_nodes']} (`min-evaluate-nodes`); the server waits "
                      f"{participation['round_timeout']:g} s for each step's replies (`round-timeout`).")
+    kept_on_devices = config.dp_mode != "none" and not any(e.get("eval_perplexity") is not None
+                                                           for clients in record.rounds.values() for e in clients.values())
+    if kept_on_devices and not from_devices:
+        lines.append("Under DP the devices keep their losses and held-out metrics in their own logs (`device_log.jsonl` in "
+                     "each device's state-dir); the server records only what a mechanism covers.")
     if from_devices:
         lines.append("Losses and held-out metrics come from the devices' own logs (`device_log.jsonl` in each device folder): "
                      "under DP they are not sent, and `metrics.json` holds only what the server received.")

@@ -110,7 +110,7 @@ def test_under_dp_the_report_reads_the_held_out_metrics_from_the_device_logs(tmp
     append_entry(tmp_path / "devices" / "c0", "evaluate", 0, {"eval_perplexity": 40.0})
     append_entry(tmp_path / "devices" / "c0", "evaluate", 1, {"eval_perplexity": 25.5, "eval_bits_per_byte": 3.25, "epsilon": 99.0})
     without = write_report(record).read_text()
-    assert "| c0 | – | – | – |" in without and "device_log.jsonl" not in without
+    assert "| c0 | – | – | – |" in without and "the server records only what a mechanism covers" in without
     report = write_report(record, tmp_path / "devices").read_text()
-    assert "| c0 | 40.00 | 25.50 | 3.250 |" in report and "device_log.jsonl" in report
+    assert "| c0 | 40.00 | 25.50 | 3.250 |" in report and "come from the devices' own logs" in report
     assert record.rounds[1]["c0"] == {"client_id": "c0", "trained": True, "epsilon": 1.5}  # the record itself unchanged
