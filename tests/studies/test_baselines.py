@@ -23,7 +23,7 @@ MODEL = "default"
 
 def _config(**overrides) -> RunConfig:
     values = dict(model=MODEL, rounds=1, local_epochs=1, finetune_epochs=1, batch_size=8, max_seq_len=24, learning_rate=1e-2,
-                  dp="record", target_epsilon=2.0, accountant="rdp", seed=0)
+                  dp="record", target_epsilon=2.0, accountant="rdp", seed=0, dp_scope="all")
     values.update(overrides)
     return RunConfig(**values).validated()
 

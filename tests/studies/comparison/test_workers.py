@@ -55,7 +55,7 @@ def test_local_only_task_trains_with_the_federated_clients_sigma(device_side):
     client_id, records = next(iter(generate_federation("hospital", 1, 30, seed=0).items()))
     client = split_records(client_id, records, 0.2, 0)
     config = RunConfig(model="default", rounds=1, local_epochs=1, finetune_epochs=1, batch_size=8, max_seq_len=24,
-                       dp="record", target_epsilon=2.0, accountant="rdp").validated()
+                       dp="record", target_epsilon=2.0, accountant="rdp", dp_scope="all").validated()
     row, from_scratch = workers.task_local_only(config, client)
     assert row["noise_multiplier"] == noise_multiplier_for(config, len(client.train))  # the σ a federated client of this config uses
     assert 0.9 * config.target_epsilon < row["epsilon"] <= config.target_epsilon + 1e-9
