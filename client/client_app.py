@@ -3,7 +3,9 @@
 Only the LoRA tensors the strategy shares leave the device (all of them for fedavg/hetlora, B for
 ffa, A for fedsa); the base model, the data and any private adapter part never do. Under secure
 aggregation (a train message with a ``"secagg"`` record) not even those: ``client/secagg_app.py``
-runs the round's stages and sends the update only masked.
+runs the round's stages and sends the update only masked. Under DP a reply's metrics are only the
+accounting and the dataset size (``client/replies.py``); what the device measured beyond that stays
+in its own log.
 
 A device that must not train (its budget would be exceeded, its ledger is gone, its key cannot open
 what it kept, its data is malformed) answers with an error reply naming the reason, which the server
