@@ -51,8 +51,7 @@ def read_entries(folder: Path) -> list[dict[str, Any]]:
             continue
         if isinstance(entry, dict) and entry.get("phase") in PHASES and isinstance(entry.get("round"), int) \
                 and isinstance(entry.get("metrics"), dict):
-            metrics = {k: strict_json.NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in entry["metrics"].items()}
-            entries.append({**entry, "metrics": metrics})
+            entries.append({**entry, "metrics": {k: strict_json.decode_number(v) for k, v in entry["metrics"].items()}})
     return entries
 
 
@@ -94,3 +93,10 @@ def fill_from_logs(
                     entry[key] = value
                     filled = True
     return out_rounds, out_initial, filled
+
+
+def round_with_logs(server_round: int, clients: Mapping[str, Mapping[str, Any]], state_dir: Path) -> dict[str, dict[str, Any]]:
+    """One round's client entries (client id -> entry) completed with what the devices under
+    `state_dir` logged for it (`fill_from_logs`)."""
+    rounds, _, _ = fill_from_logs({server_round: clients}, {}, device_metrics(state_dir))
+    return rounds[server_round]

@@ -31,6 +31,11 @@ def encode(value: Any) -> Any:
     return encode_number(value)
 
 
+def decode_number(value: Any) -> Any:
+    """The inverse of `encode_number`: "inf" / "-inf" / "nan" become floats, anything else is kept."""
+    return NONFINITE[value] if isinstance(value, str) and value in NONFINITE else value
+
+
 def dumps(data: Any, indent: int | None = None) -> str:
     return json.dumps(encode(data), indent=indent, allow_nan=False)
 
@@ -39,6 +44,6 @@ def loads(text: str, numeric_keys: Collection[str]) -> Any:
     """Parse `text`; "inf" (and "-inf", "nan") in a field named in `numeric_keys` becomes a float."""
 
     def decode(obj: dict[str, Any]) -> dict[str, Any]:
-        return {k: NONFINITE[v] if k in numeric_keys and isinstance(v, str) and v in NONFINITE else v for k, v in obj.items()}
+        return {k: decode_number(v) if k in numeric_keys else v for k, v in obj.items()}
 
     return json.loads(text, object_hook=decode)

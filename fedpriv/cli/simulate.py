@@ -183,15 +183,14 @@ def print_summary(out: Path, metrics: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from fedpriv.device_log import device_metrics, fill_from_logs
+    from fedpriv.device_log import round_with_logs
 
     last = metrics["rounds"][-1] if metrics["rounds"] else {"round": 0, "clients": []}
     privacy = metrics["privacy"]["record_level"]
     state_dir = metrics["config"].get("state_dir")
     if state_dir:  # under DP the held-out metrics stay in the devices' logs, which a simulation has at hand
-        clients = {e["client_id"]: e for e in last["clients"]}
-        rounds, _, _ = fill_from_logs({last["round"]: clients}, {}, device_metrics(Path(state_dir)))
-        last = {**last, "clients": [rounds[last["round"]][c] for c in sorted(clients)]}
+        clients = round_with_logs(last["round"], {e["client_id"]: e for e in last["clients"]}, Path(state_dir))
+        last = {**last, "clients": [clients[c] for c in sorted(clients)]}
     scope = metrics["config"].get("dp_scope", "all")
     table = Table(title=f"round {last['round']}: held-out perplexity, bits per byte and record-level ε "
                         f"(DP mode {metrics['privacy']['mode']}; ε covers {DP_SCOPE_COVERS[scope]}: dp-scope {scope})")

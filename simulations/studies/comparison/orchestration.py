@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpriv.config import RunConfig
-from fedpriv.device_log import device_metrics, fill_from_logs
+from fedpriv.device_log import round_with_logs
 from fedpriv.data import ClientSplit, list_client_files, split_client_file
 from simulations.studies.comparison import workers
 from simulations.studies.comparison.formatting import config_sort_key, epsilon_label, json_ready
@@ -124,9 +124,8 @@ def run_profile(profile: str, settings: Settings, runs_dir: Path, pool, console,
             metrics = json.loads((run_dir / "metrics.json").read_text())
             last = metrics["rounds"][-1]
             # Under DP the held-out metrics stay in the devices' logs; the simulation's device folders hold them.
-            logged, _, _ = fill_from_logs({last["round"]: {c["client_id"]: c for c in last["clients"]}}, {},
-                                          device_metrics(Path(config.state_dir or run_dir / "devices")))
-            final_round = logged[last["round"]]
+            final_round = round_with_logs(last["round"], {c["client_id"]: c for c in last["clients"]},
+                                          Path(config.state_dir or run_dir / "devices"))
             record_level = metrics["privacy"]["record_level"]
             spent = [record_level.get(c.client_id, {}).get("epsilon") if config.record_dp else None for c in clients]
             started = time.perf_counter()
