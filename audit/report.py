@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from audit.checks import FAIL, Check
+from fedpriv import strict_json
 from fedpriv.files import write_atomically
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_ready(value.item())
-    return value
 
 
 def escape_markdown(text: str) -> str:
@@ -33,7 +19,7 @@ def write_report(out_dir: Path, checks: list[Check], title: str = "Privacy audit
     failed = [c for c in checks if c.failed]
     record = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "passed": not failed,
               "checks": [c.to_dict() for c in checks]}
-    write_atomically(out_dir / "audit.json", json.dumps(_json_ready(record), indent=2, allow_nan=False))
+    write_atomically(out_dir / "audit.json", strict_json.dumps(record, indent=2))
     lines = [f"# {title}", "", f"Verdict: **{'FAIL' if failed else 'PASS'}** "
              f"({len(checks) - len(failed)} of {len(checks)} checks passed or skipped)", "",
              "| check | status | summary |", "|---|---|---|"]

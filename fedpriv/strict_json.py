@@ -23,11 +23,14 @@ def encode_number(value: Any) -> Any:
 
 
 def encode(value: Any) -> Any:
-    """`value` with every non-finite float, at any depth, encoded by `encode_number`."""
+    """`value` with every non-finite float, at any depth, encoded by `encode_number` (numpy scalars
+    become Python numbers first)."""
     if isinstance(value, dict):
         return {k: encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
+    if not isinstance(value, float | int | str | bool) and callable(getattr(value, "item", None)):
+        return encode_number(value.item())  # a numpy scalar: its Python number
     return encode_number(value)
 
 
