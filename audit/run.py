@@ -12,6 +12,7 @@ from audit.accounting import audit_accounting
 from audit.checks import Check
 from audit.report import write_report
 from fedpriv.errors import DataError
+from server.run_record import loads_metrics
 
 PARTS = ("accounting", "released", "one-run", "mia", "exposure")
 MODEL_PARTS = ("one-run", "mia", "exposure")
@@ -22,7 +23,7 @@ def load_metrics(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: not found; RUN_DIR must be a run directory written by `fedpriv simulate` or `flwr run`")
     try:
-        return json.loads(path.read_text())
+        return loads_metrics(path.read_text())  # metrics.json's own reader: "inf" in a numeric field is ∞
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None
 
